@@ -1,0 +1,584 @@
+"""Unit tests for roles/dl_verify/files/dl-verify (loaded by path: the script has no .py suffix)."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "roles" / "dl_verify" / "files" / "dl-verify"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "dl_verify"
+
+
+def _load() -> ModuleType:
+    loader = importlib.machinery.SourceFileLoader("dl_verify", str(SCRIPT))
+    spec = importlib.util.spec_from_loader("dl_verify", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["dl_verify"] = module  # dataclasses look their module up
+    loader.exec_module(module)
+    return module
+
+
+dv = _load()
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def write_exe(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def fake_smi(tmp_path: Path, name: str, rc: int = 0) -> str:
+    return str(write_exe(tmp_path / "bin" / "nvidia-smi", f"cat '{FIXTURES / name}'\nexit {rc}\n"))
+
+
+def canned_python(tmp_path: Path, name: str, payload: str | dict[str, Any]) -> str:
+    """A fake env interpreter that ignores its arguments and prints the canned probe answer."""
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    data = tmp_path / "canned" / f"{name}.json"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text(text)
+    return str(write_exe(tmp_path / "envs" / name / "bin" / "python", f"echo noise >&2\ncat '{data}'\n"))
+
+
+@pytest.fixture
+def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A node with nothing on it: no driver, no PCI GPU, no nvidia-smi, empty home and includes."""
+    monkeypatch.setattr(dv, "PROC_DRIVER_VERSION", tmp_path / "proc" / "version")
+    (tmp_path / "pci").mkdir()
+    monkeypatch.setattr(dv, "PCI_DEVICES", tmp_path / "pci")
+    monkeypatch.setattr(dv, "NVIDIA_SMI", str(tmp_path / "bin" / "nvidia-smi"))
+    monkeypatch.setattr(dv, "SYSTEM_INCLUDE_DIRS", [tmp_path / "usr" / "include"])
+    (tmp_path / "home").mkdir()
+    (tmp_path / "local").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for var in ("KERAS_HOME", "KERAS_BACKEND", "THEANORC", "THEANO_FLAGS"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def make_ctx(root: Path, expect: dict[str, Any] | None = None, smi: str | None = None,
+             quick: bool = True, timeout: float = 20.0) -> Any:
+    return dv.Context(cuda_root=root / "local", timeout=timeout, quick=quick, user=dv.resolve_user(None),
+                      expect=dv.load_expectations(None, json.dumps(expect or {})), nvidia_smi=smi,
+                      environ=dict(os.environ))
+
+
+def pci_gpu(root: Path, address: str = "0000:3b:00.0") -> None:
+    dev = root / "pci" / address
+    dev.mkdir(parents=True)
+    (dev / "vendor").write_text("0x10de\n")
+    (dev / "class").write_text("0x030200\n")
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def test_parse_one_gpu() -> None:
+    assert dv.parse_gpu_csv(fixture("nvidia-smi-1gpu.csv")) == [
+        {"index": 0, "name": "NVIDIA RTX A6000", "memory_mib": 49140, "compute_cap": "8.6",
+         "driver_version": "550.54.14"}]
+
+
+def test_parse_eight_h100() -> None:
+    gpus = dv.parse_gpu_csv(fixture("nvidia-smi-8xh100.csv"))
+    assert [g["index"] for g in gpus] == list(range(8))
+    assert {g["name"] for g in gpus} == {"NVIDIA H100 80GB HBM3"}
+    assert {g["memory_mib"] for g in gpus} == {81559}
+    assert {g["compute_cap"] for g in gpus} == {"9.0"}
+
+
+def test_parse_na_fields_become_none() -> None:
+    first, second = dv.parse_gpu_csv(fixture("nvidia-smi-na.csv"))
+    assert first["compute_cap"] is None and first["memory_mib"] == 15360
+    assert second["memory_mib"] is None and second["compute_cap"] == "7.5"
+
+
+def test_parse_name_with_comma_and_bad_line() -> None:
+    assert dv.parse_gpu_csv("3, Odd, Name GPU, 1024, 7.0, 470.256.02\n")[0]["name"] == "Odd, Name GPU"
+    with pytest.raises(ValueError, match="unexpected nvidia-smi line"):
+        dv.parse_gpu_csv(fixture("nvidia-smi-rc9.txt"))
+
+
+@pytest.mark.parametrize(("name", "version"), [("proc-version-550.txt", "550.54.14"),
+                                               ("proc-version-580-open.txt", "580.65.06")])
+def test_parse_proc_driver_version(name: str, version: str) -> None:
+    assert dv.parse_proc_driver_version(fixture(name)) == version
+
+
+def test_parse_proc_driver_version_garbage() -> None:
+    assert dv.parse_proc_driver_version("GCC version:  gcc version 12.2.0\n") is None
+
+
+@pytest.mark.parametrize(("name", "version"), [("cudnn-7.6.5.h", "7.6.5"), ("cudnn_version-8.9.7.h", "8.9.7"),
+                                               ("cudnn_version-9.3.0.h", "9.3.0"), ("cudnn-8-umbrella.h", None)])
+def test_parse_cudnn_header(name: str, version: str | None) -> None:
+    assert dv.parse_cudnn_header(fixture(name)) == version
+
+
+@pytest.mark.parametrize(("found", "expected", "ok"), [("12.5.1", "12.5", True), ("12.5.1", "12", True),
+                                                       ("12.50.1", "12.5", False), ("11.8.0", "12.5", False),
+                                                       (None, "12.5", False)])
+def test_version_matches(found: str | None, expected: str, ok: bool) -> None:
+    assert dv.version_matches(found, expected) is ok
+
+
+# --- driver and GPUs -------------------------------------------------------------------------
+
+
+def test_driver_from_proc_with_branch_expectations(node: Path) -> None:
+    dv.PROC_DRIVER_VERSION.parent.mkdir()
+    dv.PROC_DRIVER_VERSION.write_text(fixture("proc-version-550.txt"))
+    ok = dv.check_driver(make_ctx(node, {"driver_branch": 550}))
+    assert (ok.status, ok.required, ok.data["version"]) == ("pass", True, "550.54.14")
+    bad = dv.check_driver(make_ctx(node, {"driver_branch": "580"}))
+    assert bad.status == "fail"
+    assert bad.reason == "expected driver branch 580, found 550 (550.54.14)"
+
+
+def test_driver_falls_back_to_nvidia_smi(node: Path) -> None:
+    res = dv.check_driver(make_ctx(node, smi=fake_smi(node, "nvidia-smi-8xh100.csv")))
+    assert (res.status, res.data["version"], res.data["source"]) == ("pass", "580.65.06", "nvidia-smi")
+
+
+def test_no_driver_no_gpu_is_a_skip(node: Path) -> None:
+    res = dv.check_driver(make_ctx(node))
+    assert (res.status, res.required) == ("skip", False)
+    assert "no NVIDIA GPU" in res.reason and "nvidia-smi not found" in res.reason
+
+
+def test_no_driver_with_pci_gpu_fails(node: Path) -> None:
+    pci_gpu(node)
+    res = dv.check_driver(make_ctx(node, smi=fake_smi(node, "nvidia-smi-rc9.txt", rc=9)))
+    assert res.status == "fail" and "0000:3b:00.0" in res.reason and "couldn't communicate" in res.reason
+
+
+def test_gpus_count_expectation(node: Path) -> None:
+    smi = fake_smi(node, "nvidia-smi-8xh100.csv")
+    ok = dv.check_gpus(make_ctx(node, {"gpu_count": 8}, smi=smi))
+    assert (ok.status, ok.required, ok.data["count"]) == ("pass", True, 8)
+    assert "8 x NVIDIA H100 80GB HBM3 (81559 MiB, cc 9.0)" in ok.reason
+    bad = dv.check_gpus(make_ctx(node, {"gpu_count": 2}, smi=smi))
+    assert (bad.status, bad.reason) == ("fail", "expected 2 GPUs, found 8")
+
+
+def test_gpus_rc9_fails_when_expected_and_skips_otherwise(node: Path) -> None:
+    smi = fake_smi(node, "nvidia-smi-rc9.txt", rc=9)
+    expected = dv.check_gpus(make_ctx(node, {"gpu_count": 1}, smi=smi))
+    assert (expected.status, expected.required, expected.data["exit_code"]) == ("fail", True, 9)
+    assert expected.reason.startswith("nvidia-smi exit 9: NVIDIA-SMI has failed because it couldn't communicate")
+    plain = dv.check_gpus(make_ctx(node, smi=smi))
+    assert (plain.status, plain.required) == ("skip", False)
+
+
+def test_gpus_without_nvidia_smi(node: Path) -> None:
+    assert dv.check_gpus(make_ctx(node)).status == "skip"
+    assert dv.check_gpus(make_ctx(node, {"gpu_count": 0})).status == "pass"
+    assert dv.check_gpus(make_ctx(node, {"gpu_count": 2})).reason == "nvidia-smi not found"
+
+
+# --- CUDA and cuDNN ----------------------------------------------------------------------------
+
+
+def cuda_tree(root: Path) -> Path:
+    local = root / "local"
+    (local / "cuda-11.8").mkdir(parents=True)
+    (local / "cuda-11.8" / "version.txt").write_text("CUDA Version 11.8.89\n")
+    (local / "cuda-12.5" / "include").mkdir(parents=True)
+    (local / "cuda-12.5" / "version.json").write_text(json.dumps({"cuda": {"name": "CUDA SDK", "version": "12.5.1"}}))
+    (local / "cuda").symlink_to(local / "cuda-12.5")
+    return local
+
+
+def test_cuda_versions_and_default(node: Path) -> None:
+    cuda_tree(node)
+    res = dv.check_cuda(make_ctx(node, {"cuda_default": "12.5"}))
+    assert res.status == "pass", res.reason
+    assert [(t["dir_version"], t["version"], t["source"]) for t in res.data["toolkits"]] == [
+        ("11.8", "11.8.89", "version.txt"), ("12.5", "12.5.1", "version.json")]
+    assert res.data["default"]["version"] == "12.5.1"
+    assert res.reason.startswith("default 12.5.1 (") and res.reason.endswith("also 11.8.89")
+
+
+def test_cuda_default_mismatch(node: Path) -> None:
+    cuda_tree(node)
+    res = dv.check_cuda(make_ctx(node, {"cuda_default": 11.8}))
+    assert (res.status, res.required, res.reason) == ("fail", True, "expected default CUDA 11.8, found 12.5.1")
+
+
+def test_cuda_header_fallback_and_mislabelled_dir(node: Path) -> None:
+    local = node / "local"
+    (local / "cuda-13.0" / "include").mkdir(parents=True)
+    (local / "cuda-13.0" / "include" / "cuda.h").write_text("#define CUDA_VERSION 13000\n")
+    (local / "cuda-12.4").mkdir()
+    (local / "cuda-12.4" / "version.json").write_text('{"cuda": {"version": "12.5.1"}}')
+    res = dv.check_cuda(make_ctx(node))
+    assert ("13.0", "include/cuda.h") in [(t["version"], t["source"]) for t in res.data["toolkits"]]
+    assert res.status == "fail" and "cuda-12.4 holds CUDA 12.5.1" in res.reason
+
+
+def test_cuda_dangling_link_and_empty_root(node: Path) -> None:
+    assert dv.check_cuda(make_ctx(node)).status == "skip"
+    assert dv.check_cuda(make_ctx(node, {"cuda_default": "12.5"})).status == "fail"
+    (node / "local" / "cuda").symlink_to("cuda-12.9")
+    res = dv.check_cuda(make_ctx(node))
+    assert res.status == "fail" and "dangling" in res.reason
+
+
+def test_cudnn_found_in_toolkit_and_system(node: Path) -> None:
+    local = cuda_tree(node)
+    (local / "cuda-12.5" / "include" / "cudnn_version.h").write_text(fixture("cudnn_version-8.9.7.h"))
+    (local / "cuda-12.5" / "include" / "cudnn.h").write_text(fixture("cudnn-8-umbrella.h"))
+    system = dv.SYSTEM_INCLUDE_DIRS[0]
+    system.mkdir(parents=True)
+    (system / "cudnn_version.h").write_text(fixture("cudnn_version-9.3.0.h"))
+    res = dv.check_cudnn(make_ctx(node, {"cudnn_major": 9}))
+    assert [f["version"] for f in res.data["found"]] == ["8.9.7", "9.3.0"]  # toolkit link seen once
+    assert res.status == "pass"
+    bad = dv.check_cudnn(make_ctx(node, {"cudnn_major": 7}))
+    assert (bad.status, bad.reason) == ("fail", "expected cuDNN major 7, found 8.9.7, 9.3.0")
+
+
+def test_cudnn_old_header_and_none(node: Path) -> None:
+    assert dv.check_cudnn(make_ctx(node)).status == "skip"
+    assert dv.check_cudnn(make_ctx(node, {"cudnn_major": 9})).status == "fail"
+    system = dv.SYSTEM_INCLUDE_DIRS[0]
+    system.mkdir(parents=True)
+    (system / "cudnn.h").write_text(fixture("cudnn-7.6.5.h"))
+    res = dv.check_cudnn(make_ctx(node))
+    assert res.status == "pass" and res.data["found"] == [{"path": str(system / "cudnn.h"), "version": "7.6.5"}]
+
+
+# --- expectations and user config ------------------------------------------------------------
+
+
+def test_load_expectations_coerces_and_validates(tmp_path: Path) -> None:
+    path = tmp_path / "expect.json"
+    path.write_text('{"driver_branch": 580, "cuda_default": "12.5", "gpu_count": 2, '
+                    '"envs": {"keras3-tf": {"backend": "tensorflow"}}}')
+    expect = dv.load_expectations(str(path), None)
+    assert expect["driver_branch"] == "580" and expect["envs"]["keras3-tf"] == {"backend": "tensorflow"}
+    for bad, message in [('{"gpu_cout": 2}', "unknown expectation"), ('{"gpu_count": "2"}', "wrong type"),
+                         ('{"gpu_count": true}', "wrong type"), ("[1]", "JSON object"), ("{", "not valid JSON"),
+                         ('{"envs": {"x": {"colour": 1}}}', "env 'x'")]:
+        with pytest.raises(dv.UsageError, match=message):
+            dv.load_expectations(None, bad)
+    with pytest.raises(dv.UsageError, match="cannot read"):
+        dv.load_expectations(str(tmp_path / "missing.json"), None)
+
+
+def write_keras_json(directory: Path, **config: Any) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    base = {"backend": "theano", "floatx": "float32", "epsilon": 1e-07, "image_data_format": "channels_last"}
+    (directory / "keras.json").write_text(json.dumps({**base, **config}))
+
+
+def test_keras_config_missing(node: Path) -> None:
+    res = dv.check_keras_config(make_ctx(node, {"backend": "theano"}))
+    assert (res.status, res.required) == ("fail", True)
+    assert res.reason == f"{node}/home/.keras/keras.json not found (expected backend theano)"
+    assert dv.check_keras_config(make_ctx(node)).status == "skip"
+
+
+def test_keras_config_mismatch_and_match(node: Path) -> None:
+    write_keras_json(node / "home" / ".keras", backend="tensorflow")
+    bad = dv.check_keras_config(make_ctx(node, {"backend": "theano", "floatx": "float32"}))
+    assert (bad.status, bad.reason) == ("fail", "expected backend theano, found tensorflow")
+    ok = dv.check_keras_config(make_ctx(node, {"backend": "tensorflow"}))
+    assert ok.status == "pass" and ok.reason.startswith("backend tensorflow, floatx float32, channels_last")
+
+
+def test_keras_config_respects_keras_home_and_backend_override(node: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    write_keras_json(node / "home" / ".keras", backend="tensorflow")
+    write_keras_json(node / "kh", backend="theano", floatx="float16")
+    monkeypatch.setenv("KERAS_HOME", str(node / "kh"))
+    res = dv.check_keras_config(make_ctx(node, {"backend": "theano", "floatx": "float16"}))
+    assert res.status == "pass" and res.data["path"] == str(node / "kh" / "keras.json")
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    res = dv.check_keras_config(make_ctx(node, {"backend": "theano"}))
+    assert (res.status, res.reason) == ("fail", "expected backend theano, found jax")
+
+
+def test_keras_config_invalid_json(node: Path) -> None:
+    (node / "home" / ".keras").mkdir()
+    (node / "home" / ".keras" / "keras.json").write_text("{backend: theano")
+    res = dv.check_keras_config(make_ctx(node))
+    assert res.status == "fail" and res.reason.startswith("cannot read")
+
+
+def test_theano_config(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert dv.check_theano_config(make_ctx(node)).status == "skip"
+    rc = node / "home" / ".theanorc"
+    rc.write_text("[global]\ndevice = cuda0\nfloatX = float32\n\n[blas]\nldflags =\n")
+    ok = dv.check_theano_config(make_ctx(node, {"device": "cuda0"}))
+    assert ok.status == "pass" and ok.reason.startswith("device cuda0, floatX float32")
+    bad = dv.check_theano_config(make_ctx(node, {"device": "cuda1"}))
+    assert (bad.status, bad.required, bad.reason) == ("fail", True, "expected device cuda1, found cuda0")
+    monkeypatch.setenv("THEANO_FLAGS", "device=cuda1,dnn.enabled=False")
+    assert dv.check_theano_config(make_ctx(node, {"device": "cuda1"})).status == "pass"
+
+
+def test_theanorc_path_list_and_old_gpu_device(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (node / "a.rc").write_text("[global]\ndevice = cuda0\n")
+    (node / "b.rc").write_text("[global]\ndevice = gpu1\n")
+    monkeypatch.setenv("THEANORC", f"{node}/a.rc:{node}/b.rc")
+    res = dv.check_theano_config(make_ctx(node))
+    assert res.status == "fail" and "device=gpu1 is the removed old CUDA backend" in res.reason
+
+
+# --- environments, end to end with fake interpreters --------------------------------------------
+
+
+def env_spec(python: str, name: str = "keras2-theano", backends: tuple[str, ...] = ("theano",)) -> Any:
+    return dv.EnvSpec(name, python, list(backends))
+
+
+def test_env_canned_probe_passes(node: Path) -> None:
+    py = canned_python(node, "keras2-theano", fixture("probe-keras2-theano.json"))
+    ctx = make_ctx(node, {"device": "cuda0", "envs": {"keras2-theano": {"backend": "theano", "keras": "2.3"}}})
+    res = dv.check_env(ctx, env_spec(py))
+    assert (res.status, res.required) == ("pass", True), res.reason
+    assert res.data["probe"]["frameworks"]["theano"] == "1.0.5"
+    assert "backend theano 1.0.5" in res.reason and "conv 77.9s loss 2.339" in res.reason
+
+
+def test_env_expectation_mismatches(node: Path) -> None:
+    py = canned_python(node, "keras2-theano", fixture("probe-keras2-theano.json"))
+    ctx = make_ctx(node, {"device": "cuda1", "envs": {"keras2-theano": {"backend": "tensorflow"}}})
+    res = dv.check_env(ctx, env_spec(py))
+    assert res.status == "fail"
+    assert res.reason == "expected backend tensorflow, found theano; expected device cuda1, found cuda0"
+    wrong_list = dv.check_env(make_ctx(node), env_spec(py, backends=("tensorflow",)))
+    assert wrong_list.reason == "backend theano is not one of the env's backends (tensorflow)"
+
+
+def test_env_tensorflow_gpu_count_and_pygpu(node: Path) -> None:
+    tf = canned_python(node, "keras3-tf", fixture("probe-keras3-tf.json"))
+    res = dv.check_env(make_ctx(node, {"gpu_count": 8}), env_spec(tf, "keras3-tf", ("tensorflow",)))
+    assert (res.status, res.reason) == ("fail", "expected 8 GPUs visible to TensorFlow, found 2")
+    info = json.loads(fixture("probe-keras2-theano.json"))
+    info["devices"]["pygpu_activated"] = False
+    info["training"]["dense"].update(loss=None, loss_text="nan")
+    th = canned_python(node, "no-pygpu", info)
+    res = dv.check_env(make_ctx(node), env_spec(th))
+    assert res.reason == ("Theano device cuda0 but pygpu not activated (no GPU in use); "
+                          "dense training loss is not finite (nan)")
+
+
+def test_env_probe_error_is_reported(node: Path) -> None:
+    py = canned_python(node, "broken", fixture("probe-import-error.json"))
+    res = dv.check_env(make_ctx(node), env_spec(py))
+    assert res.status == "fail"
+    assert res.reason == ("import keras failed: ImportError: cannot import name 'Iterable' from 'collections' "
+                          "(/usr/lib/python3.11/collections/__init__.py)")
+
+
+def test_env_timeout(node: Path) -> None:
+    py = write_exe(node / "slow" / "python", "sleep 30\n")
+    start = time.monotonic()
+    res = dv.check_env(make_ctx(node, timeout=1), env_spec(str(py)))
+    assert time.monotonic() - start < 10
+    assert res.status == "fail" and res.reason.startswith("probe timed out after 1 s")
+
+
+def test_env_garbage_and_silent_crash(node: Path) -> None:
+    py = write_exe(node / "garbage" / "python", "echo 'Segmentation fault (core dumped)'\nexit 139\n")
+    res = dv.check_env(make_ctx(node), env_spec(str(py)))
+    assert (res.status, res.reason) == ("fail", "probe output is not JSON (exit 139): Segmentation fault (core dumped)")
+    py = write_exe(node / "silent" / "python", "echo 'SyntaxError: invalid syntax' >&2\nexit 1\n")
+    res = dv.check_env(make_ctx(node), env_spec(str(py)))
+    assert (res.status, res.reason) == ("fail", "probe printed no JSON (exit 1): SyntaxError: invalid syntax")
+
+
+def test_env_missing_and_non_executable_python(node: Path) -> None:
+    res = dv.check_env(make_ctx(node), env_spec(str(node / "envs" / "gone" / "bin" / "python")))
+    assert (res.status, res.reason) == ("fail", f"python not found: {node}/envs/gone/bin/python (env not installed?)")
+    plain = node / "plain-file"
+    plain.write_text("")
+    assert dv.check_env(make_ctx(node), env_spec(str(plain))).reason == f"python is not executable: {plain}"
+
+
+def test_env_gets_keras_home_and_user_environment(node: Path) -> None:
+    record = node / "seen.txt"
+    py = write_exe(node / "envs" / "k" / "bin" / "python",
+                   f"echo \"$KERAS_HOME|$HOME|$1\" > '{record}'\ncat '{FIXTURES / 'probe-keras3-tf.json'}'\n")
+    spec = dv.EnvSpec("keras3-tf", str(py), ["tensorflow"], "~/.keras-k3")
+    res = dv.check_env(make_ctx(node), spec)
+    assert res.status == "pass", res.reason
+    assert record.read_text().strip() == f"{node}/home/.keras-k3|{node}/home|-c"
+    assert res.data["keras_json"] == f"{node}/home/.keras-k3/keras.json"
+
+
+def fake_keras(site: Path, init_extra: str = "") -> Path:
+    pkg = site / "keras"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("print('Using Theano backend.')\n__version__ = '2.3.1'\n" + init_extra)
+    (pkg / "backend.py").write_text("def backend():\n    return 'theano'\n\ndef floatx():\n    return 'float16'\n\n"
+                                    "def image_data_format():\n    return 'channels_first'\n")
+    return site
+
+
+def test_real_probe_with_fake_keras(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(fake_keras(node / "site")))
+    res = dv.check_env(make_ctx(node), env_spec(sys.executable))
+    assert res.status == "pass", res.reason
+    probe = res.data["probe"]
+    assert (probe["keras"], probe["backend"], probe["floatx"], probe["image_data_format"]) == (
+        "2.3.1", "theano", "float16", "channels_first")
+    assert probe["python"] == platform.python_version() and probe["quick"] is True and probe["error"] is None
+    assert "training skipped (--quick)" in res.reason
+
+
+def test_real_probe_reports_exceptions(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(fake_keras(node / "site")))
+    res = dv.check_env(make_ctx(node, quick=False), env_spec(sys.executable))
+    assert res.status == "fail" and res.data["probe"]["error"]["stage"] == "train dense"
+    assert res.reason.startswith("train dense failed: ") and "Error" in res.reason
+    monkeypatch.setenv("PYTHONPATH", str(fake_keras(node / "site2", "raise RuntimeError('boom')\n")))
+    res = dv.check_env(make_ctx(node), env_spec(sys.executable))
+    assert res.reason == "import keras failed: RuntimeError: boom"
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+def test_user_wrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    alice = dv.UserInfo("alice", 1001, 1001, Path("/home/alice"), switch=True)
+    monkeypatch.setattr(dv.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert alice.wrap(["py", "-c", "x"]) == ["runuser", "-u", "alice", "--", "py", "-c", "x"]
+    monkeypatch.setattr(dv.shutil, "which", lambda name: "/usr/bin/setpriv" if name == "setpriv" else None)
+    assert alice.wrap(["py"])[:5] == ["setpriv", "--reuid=1001", "--regid=1001", "--init-groups", "--"]
+    monkeypatch.setattr(dv.shutil, "which", lambda name: None)
+    assert alice.wrap(["py"]) is None
+    assert dv.UserInfo("bob", 1002, 1002, Path("/home/bob")).wrap(["py"]) == ["py"]
+
+
+def test_resolve_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(dv.UsageError, match="no such user"):
+        dv.resolve_user("no-such-user-dlverify")
+    monkeypatch.setattr(dv.os, "geteuid", lambda: 0)
+    nobody = dv.resolve_user("nobody")
+    assert (nobody.name, nobody.home, nobody.switch) == ("nobody", Path("/nonexistent"), True)
+    monkeypatch.setattr(dv.os, "geteuid", lambda: 65534)
+    assert dv.resolve_user("nobody").switch is False
+    with pytest.raises(dv.UsageError, match="only root"):
+        dv.resolve_user("root")
+
+
+# --- whole runs: output formats and exit codes ---------------------------------------------------
+
+
+def healthy_node(root: Path) -> list[str]:
+    """A node where everything checks out; returns the CLI arguments that point at it."""
+    fake_smi(root, "nvidia-smi-8xh100.csv")
+    dv.PROC_DRIVER_VERSION.parent.mkdir()
+    dv.PROC_DRIVER_VERSION.write_text(fixture("proc-version-580-open.txt"))
+    (cuda_tree(root) / "cuda-12.5" / "include" / "cudnn_version.h").write_text(fixture("cudnn_version-9.3.0.h"))
+    write_keras_json(root / "home" / ".keras")
+    (root / "home" / ".theanorc").write_text("[global]\ndevice = cuda0\nfloatX = float32\n")
+    envs = [{"name": "keras2-theano", "backends": ["theano"],
+             "python": canned_python(root, "keras2-theano", fixture("probe-keras2-theano.json"))},
+            {"name": "keras3-tf", "backends": ["tensorflow"], "keras_home_env": "~/.keras3",
+             "python": canned_python(root, "keras3-tf", fixture("probe-keras3-tf.json"))}]
+    (root / "envs.json").write_text(json.dumps({"envs": envs}))
+    return ["--cuda-root", str(root / "local"), "--envs-config", str(root / "envs.json")]
+
+
+EXPECT_ALL = {"backend": "theano", "floatx": "float32", "device": "cuda0", "gpu_count": 8, "driver_branch": "580",
+              "cuda_default": "12.5", "cudnn_major": 9,
+              "envs": {"keras2-theano": {"backend": "theano"}, "keras3-tf": {"backend": "tensorflow"}}}
+ALL_CHECKS = ["driver", "gpus", "cuda", "cudnn", "keras_config", "theano_config", "env:keras2-theano", "env:keras3-tf"]
+
+
+def test_table_lists_every_check(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expect = {**EXPECT_ALL, "gpu_count": 2}  # keras3-tf's canned probe sees two GPUs
+    assert dv.main([*healthy_node(node), "--quick", "--expect-json", json.dumps(expect)]) == 1
+    out = capsys.readouterr().out
+    rows = {line.split()[1]: line.split()[0] for line in out.splitlines()[2:] if line.split()[:1] in
+            (["PASS"], ["FAIL"], ["SKIP"])}
+    assert list(rows) == ALL_CHECKS
+    assert rows["gpus"] == "FAIL" and set(rows.values()) == {"PASS", "FAIL"}
+    assert "expected 2 GPUs, found 8" in out
+    assert out.rstrip().endswith("8 checks: 7 pass, 1 fail, 0 skip -- FAILED (required: gpus)")
+
+
+def test_json_output(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expect = {k: v for k, v in EXPECT_ALL.items() if k != "gpu_count"}
+    assert dv.main([*healthy_node(node), "--json", "--expect-json", json.dumps(expect)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"host", "user", "time", "checks", "summary", "ok"}
+    assert [c["id"] for c in report["checks"]] == ALL_CHECKS
+    assert report["summary"] == {"pass": 8, "fail": 0, "skip": 0} and report["ok"] is True
+    assert all(set(c) == {"id", "title", "status", "reason", "data", "required"} for c in report["checks"])
+
+
+def test_env_filter_and_missing_expected_env(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = healthy_node(node)
+    assert dv.main([*args, "--json", "--env", "keras3-tf"]) == 0
+    ids = [c["id"] for c in json.loads(capsys.readouterr().out)["checks"]]
+    assert "env:keras3-tf" in ids and "env:keras2-theano" not in ids
+    assert dv.main([*args, "--json", "--expect-json", '{"envs": {"keras4-jax": {"backend": "jax"}}}']) == 1
+    checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["env:keras4-jax"]["status"] == "fail" and checks["env:keras4-jax"]["required"] is True
+
+
+def test_exit_code_ignores_failures_of_checks_not_required(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pci_gpu(node)  # a GPU without a driver: shown as a failure, but nothing requires GPUs
+    (node / "envs.json").write_text('{"envs": []}')
+    assert dv.main(["--cuda-root", str(node / "local"), "--envs-config", str(node / "envs.json")]) == 0
+    out = capsys.readouterr().out
+    assert "(not required) NVIDIA GPU at 0000:3b:00.0 but no driver loaded" in out and "-- OK" in out
+    assert dv.main(["--cuda-root", str(node / "local"), "--envs-config", str(node / "envs.json"),
+                    "--expect-json", '{"gpu_count": 1}']) == 1
+
+
+def test_exit_code_when_an_env_fails(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    py = write_exe(node / "garbage" / "python", "echo garbage\n")
+    (node / "envs.json").write_text(json.dumps({"envs": [{"name": "bad", "python": str(py)}]}))
+    assert dv.main(["--envs-config", str(node / "envs.json"), "--cuda-root", str(node / "local")]) == 1
+    assert "FAILED (required: env:bad)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [["--expect-json", "{"], ["--timeout", "0"], ["--env", "nope"],
+                                  ["--expect", "/nonexistent/expect.json"], ["--expect", "a", "--expect-json", "{}"],
+                                  ["--user", "no-such-user-dlverify"], ["--bogus"]])
+def test_usage_errors_exit_2(node: Path, args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    (node / "envs.json").write_text('{"envs": []}')
+    assert dv.main(["--envs-config", str(node / "envs.json"), *args]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_invalid_envs_config_fails(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (node / "envs.json").write_text('{"envs": [{"python": "/usr/bin/python3"}]}')
+    assert dv.main(["--json", "--envs-config", str(node / "envs.json"), "--cuda-root", str(node / "local")]) == 1
+    checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["envs_config"]["status"] == "fail" and "KeyError" in checks["envs_config"]["reason"]
+
+
+def test_script_runs_as_a_program(tmp_path: Path) -> None:
+    assert os.access(SCRIPT, os.X_OK)
+    assert SCRIPT.read_text().startswith("#!/usr/bin/env python3\n")
+    help_run = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=False)
+    assert help_run.returncode == 0 and help_run.stdout.startswith("usage: dl-verify")
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--expect-json", "{"], capture_output=True, text=True,
+                         check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("dl-verify: error: expectations are not valid JSON")
+    assert "Traceback" not in bad.stderr
