@@ -1,0 +1,327 @@
+"""Filters of the dl_user_config role: layered per-user settings and their validation.
+
+Ansible replaces lists and dicts wholesale when the same variable is set at several
+inventory levels, so the role takes one variable per level and combines them here:
+
+* settings: ``dl_user_config_defaults`` < ``_all_settings`` < ``_group_settings`` <
+  ``_host_settings`` (deep merge, dicts only);
+* users: ``dl_user_config_users`` (all) < ``_group_users`` < ``_host_users``, combined by
+  user ``name``; a later entry deep-merges over an earlier one of the same name.
+
+Each user's effective configuration is the merged settings with the merged user entry on
+top. ``dl_user_config_errors`` checks it and returns one message per problem, each naming
+the user, the field, the bad value and the allowed values, so preflight can report every
+problem at once before anything is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any, Iterable, Mapping
+
+from ansible.errors import AnsibleFilterError
+
+KERAS_FIELDS: dict[str, tuple[str, ...] | None] = {
+    "backend": ("tensorflow", "theano", "cntk", "jax", "torch", "numpy", "openvino"),
+    "floatx": ("float16", "float32", "float64"),
+    "epsilon": None,
+    "image_data_format": ("channels_last", "channels_first"),
+}
+THEANO_FIELDS: dict[str, tuple[str, ...] | None] = {
+    "device": None,
+    "floatX": ("float16", "float32", "float64"),
+    "optimizer": ("fast_run", "fast_compile", "merge", "None", "unsafe", "stabilize", "o1", "o2", "o3", "o4"),
+    "base_compiledir": None,
+    "blas_ldflags": None,
+    "cuda_root": None,
+    "dnn_enabled": ("auto", "true", "false"),
+    "dnn_include_path": None,
+    "dnn_library_path": None,
+    "extra_sections": None,
+}
+USER_FIELDS = ("name", "keras", "theano", "create", "state")
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+DEVICE = re.compile(r"^(cpu|cuda|cuda(?P<n>[0-9]+)|opencl[0-9]+:[0-9]+)$")
+DEVICE_ALLOWED = "cpu, cuda, cudaN (N below the host's GPU count), openclP:D"
+SECTION = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
+RESERVED_SECTIONS = ("global", "blas", "cuda", "dnn")
+
+
+def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``top`` merged in; nested dicts merge, anything else replaces."""
+    out = copy.deepcopy(dict(base))
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def merge_users(*levels: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Combine per-user lists from successive inventory levels by ``name``.
+
+    Args:
+        *levels: lists of user entries, lowest precedence first (all, group, host).
+            ``None`` or empty levels are skipped.
+
+    Returns:
+        One entry per user name, in order of first appearance; entries of the same name
+        deep-merge, the later level winning.
+
+    Raises:
+        AnsibleFilterError: a level is not a list, or an entry is not a dict with a name.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for index, level in enumerate(levels):
+        if level is None:
+            continue
+        if isinstance(level, (str, bytes, Mapping)) or not isinstance(level, Iterable):
+            raise AnsibleFilterError(f"dl_user_config: user list #{index} must be a list of dicts, got {type(level).__name__}")
+        for entry in level:
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str) or not entry["name"]:
+                raise AnsibleFilterError(f"dl_user_config: every user entry needs a 'name', got {entry!r}")
+            name = entry["name"]
+            merged[name] = _deep_merge(merged.get(name, {}), entry)
+    return list(merged.values())
+
+
+def merge_settings(defaults: Mapping[str, Any], *layers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Deep-merge the settings layers (all, group, host) over the role defaults."""
+    out = dict(defaults)
+    for layer in layers:
+        if layer:
+            if not isinstance(layer, Mapping):
+                raise AnsibleFilterError(f"dl_user_config: settings layers must be dicts, got {type(layer).__name__}")
+            out = _deep_merge(out, layer)
+    return out
+
+
+def effective_users(
+    users: Iterable[Mapping[str, Any]], settings: Mapping[str, Any], create_default: bool = False
+) -> list[dict[str, Any]]:
+    """Each user's effective configuration: the merged settings, then the user's own.
+
+    Args:
+        users: the output of ``merge_users``.
+        settings: the output of ``merge_settings`` (keys ``keras`` and ``theano``).
+        create_default: ``create`` for users whose entry does not say.
+
+    Returns:
+        Dicts with ``name``, ``create`` (bool), ``state`` ('present'), ``keras`` and
+        ``theano``. A ``{user}`` placeholder in theano.base_compiledir becomes the name.
+    """
+    out = []
+    for user in users:
+        keras = _deep_merge(settings.get("keras", {}), user.get("keras") or {})
+        theano = _deep_merge(settings.get("theano", {}), user.get("theano") or {})
+        if isinstance(theano.get("base_compiledir"), str):
+            theano["base_compiledir"] = theano["base_compiledir"].replace("{user}", user["name"])
+        entry = {k: copy.deepcopy(v) for k, v in user.items() if k not in ("keras", "theano")}
+        entry.update(keras=keras, theano=theano)
+        entry.setdefault("create", bool(create_default))
+        entry.setdefault("state", "present")
+        out.append(entry)
+    return out
+
+
+def _bad(user: str, field: str, value: Any, allowed: str) -> str:
+    return f"user {user}: {field} = {value!r} is invalid; allowed: {allowed}"
+
+
+def user_errors(
+    users: Iterable[Mapping[str, Any]],
+    served_backends: Iterable[str] | None = None,
+    gpu_count: int | str | None = 0,
+) -> list[str]:
+    """Validate effective user configurations; return one message per problem.
+
+    Args:
+        users: the output of ``effective_users``.
+        served_backends: Keras backends that at least one env on the host serves; when
+            None or empty the check that a backend is served is skipped (no env declared).
+        gpu_count: NVIDIA GPUs on the host (cudaN needs N < gpu_count).
+
+    Returns:
+        Messages naming user, field, bad value and allowed values; empty when all is well.
+    """
+    errors: list[str] = []
+    try:
+        gpus = int(gpu_count or 0)
+    except (TypeError, ValueError):
+        return [f"dl_user_config_gpu_count = {gpu_count!r} is invalid; allowed: a whole number >= 0"]
+    served = sorted(set(served_backends or []))
+    for user in users:
+        name = str(user.get("name"))
+        if not USER_NAME.match(name):
+            errors.append(_bad(name, "name", name, "a POSIX user name (lower case letters, digits, _ . -; 32 characters at most)"))
+        for key in user:
+            if key not in USER_FIELDS:
+                errors.append(_bad(name, key, user[key], "fields " + ", ".join(USER_FIELDS)))
+        if user.get("state", "present") not in ("present",):
+            errors.append(_bad(name, "state", user.get("state"), "present"))
+        if not isinstance(user.get("create", False), bool):
+            errors.append(_bad(name, "create", user.get("create"), "true, false"))
+        errors.extend(_keras_errors(name, user.get("keras") or {}, served))
+        errors.extend(_theano_errors(name, user.get("theano") or {}, gpus))
+    return errors
+
+
+def _keras_errors(name: str, keras: Mapping[str, Any], served: list[str]) -> list[str]:
+    errors: list[str] = []
+    for key, value in keras.items():
+        if key not in KERAS_FIELDS:
+            errors.append(_bad(name, f"keras.{key}", value, "keras fields " + ", ".join(KERAS_FIELDS)))
+            continue
+        choices = KERAS_FIELDS[key]
+        if key == "backend":
+            continue
+        if choices is not None and value not in choices:
+            errors.append(_bad(name, f"keras.{key}", value, ", ".join(choices)))
+    epsilon = keras.get("epsilon")
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0 < epsilon < 1:
+        errors.append(_bad(name, "keras.epsilon", epsilon, "a number between 0 and 1, e.g. 1.0e-07"))
+    backend = keras.get("backend")
+    known = KERAS_FIELDS["backend"] or ()
+    if served and backend not in served:
+        errors.append(_bad(name, "keras.backend", backend, "the backends the envs on this host serve: " + ", ".join(served)))
+    elif backend not in known:
+        errors.append(_bad(name, "keras.backend", backend, ", ".join(known)))
+    return errors
+
+
+def _theano_errors(name: str, theano: Mapping[str, Any], gpus: int) -> list[str]:
+    errors: list[str] = []
+    for key, value in theano.items():
+        if key not in THEANO_FIELDS:
+            errors.append(_bad(name, f"theano.{key}", value, "theano fields " + ", ".join(THEANO_FIELDS)))
+            continue
+        choices = THEANO_FIELDS[key]
+        if choices is not None and str(value).lower() not in choices:
+            errors.append(_bad(name, f"theano.{key}", value, ", ".join(choices)))
+    device = str(theano.get("device"))
+    match = DEVICE.match(device)
+    if not match:
+        hint = " ('gpu' values were removed in Theano 1.0)" if device.startswith("gpu") else ""
+        errors.append(_bad(name, "theano.device", theano.get("device"), DEVICE_ALLOWED + hint))
+    elif device.startswith("cuda"):
+        index = int(match.group("n") or 0)
+        if index >= gpus:
+            errors.append(
+                _bad(name, "theano.device", device,
+                     f"cpu{', cuda, cuda0' if gpus else ''}{f'..cuda{gpus - 1}' if gpus > 1 else ''}"
+                     f" (this host has {gpus} NVIDIA GPU{'s' if gpus != 1 else ''})")
+            )
+    compiledir = theano.get("base_compiledir")
+    if not isinstance(compiledir, str) or not compiledir.startswith("/") or "/../" in compiledir + "/":
+        errors.append(_bad(name, "theano.base_compiledir", compiledir,
+                           "an absolute path without '..' (node-local disk; {user} becomes the user name)"))
+    for key in ("cuda_root", "dnn_include_path", "dnn_library_path"):
+        value = theano.get(key)
+        if value not in (None, "") and (not isinstance(value, str) or not value.startswith("/")):
+            errors.append(_bad(name, f"theano.{key}", value, "an absolute path, or empty to detect"))
+    ldflags = theano.get("blas_ldflags")
+    if ldflags is not None and (not isinstance(ldflags, str) or "\n" in ldflags):
+        errors.append(_bad(name, "theano.blas_ldflags", ldflags, "linker flags on one line, '' for none, or null to detect OpenBLAS"))
+    sections = theano.get("extra_sections") or {}
+    if not isinstance(sections, Mapping):
+        errors.append(_bad(name, "theano.extra_sections", sections, "a dict of section name -> dict of options"))
+    else:
+        for section, options in sections.items():
+            if not SECTION.match(str(section)) or section in RESERVED_SECTIONS or not isinstance(options, Mapping):
+                errors.append(_bad(name, f"theano.extra_sections.{section}", options,
+                                   "a section name other than " + ", ".join(RESERVED_SECTIONS) + " mapping to a dict of options"))
+    return errors
+
+
+def account_errors(users: Iterable[Mapping[str, Any]], passwd: Mapping[str, Any]) -> list[str]:
+    """Users whose account is missing and who are not marked ``create``.
+
+    Args:
+        users: the output of ``effective_users``.
+        passwd: ``ansible_facts['getent_passwd']`` (user name -> passwd fields).
+    """
+    return [
+        f"user {user['name']}: account = missing; allowed: an existing account, or create: true"
+        for user in users
+        if user["name"] not in passwd and not user.get("create")
+    ]
+
+
+def json_dict(text: str | None) -> dict[str, Any] | None:
+    """Parse the text of a keras.json: a dict, {} for an empty file, None when unusable.
+
+    None means the file is not a JSON object; the role then backs it up and writes the
+    managed keys alone, with a warning.
+    """
+    if text is None or not str(text).strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def path_errors(results: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Problems found by stat-ing each user's config locations as that user.
+
+    Args:
+        results: the ``results`` of a looped ``ansible.builtin.stat`` (``follow: false``)
+            whose items are ``[user, relative_path]``; the relative path ``''`` is the home.
+
+    Returns:
+        One message per home that is missing, per config location that is a symbolic link
+        (the user controls it: dlstack refuses to follow it rather than write elsewhere),
+        ``~/.keras`` that is not a directory, and stat calls that failed.
+    """
+    errors: list[str] = []
+    for result in results:
+        item = result.get("item") or [{}, ""]
+        user, rel = str(item[0].get("name")), str(item[1])
+        where = f"~/{rel}" if rel else "home"
+        if result.get("skipped"):
+            continue
+        if result.get("failed") or "stat" not in result:
+            errors.append(f"user {user}: cannot inspect {where} as the user: {result.get('msg', 'unknown error')}")
+            continue
+        st = result["stat"]
+        if not rel:
+            if not st.get("exists") or not st.get("isdir"):
+                errors.append(f"user {user}: home {st.get('path', '?')} = missing or not a directory; "
+                              "allowed: an existing home directory")
+        elif st.get("islnk"):
+            errors.append(f"user {user}: {where} = a symbolic link to {st.get('lnk_source') or st.get('lnk_target')!r}; "
+                          "allowed: a real file or directory inside the home (dlstack does not follow links the user controls)")
+        elif rel == ".keras" and st.get("exists") and not st.get("isdir"):
+            errors.append(f"user {user}: {where} = not a directory; allowed: a directory")
+    return errors
+
+
+def cudnn_from_header(text: str | None) -> str:
+    """The cuDNN version (``'9.3.0'``) from the text of cudnn_version.h, '' when absent."""
+    found = {}
+    for part in ("MAJOR", "MINOR", "PATCHLEVEL"):
+        match = re.search(rf"^\s*#\s*define\s+CUDNN_{part}\s+(\d+)", text or "", re.MULTILINE)
+        if not match:
+            return ""
+        found[part] = match.group(1)
+    return "{MAJOR}.{MINOR}.{PATCHLEVEL}".format(**found)
+
+
+class FilterModule:
+    """dl_user_config filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "dl_user_config_merge_users": merge_users,
+            "dl_user_config_merge_settings": merge_settings,
+            "dl_user_config_effective": effective_users,
+            "dl_user_config_errors": user_errors,
+            "dl_user_config_account_errors": account_errors,
+            "dl_user_config_json_dict": json_dict,
+            "dl_user_config_path_errors": path_errors,
+            "dl_user_config_cudnn_from_header": cudnn_from_header,
+        }

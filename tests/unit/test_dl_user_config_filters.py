@@ -1,0 +1,288 @@
+"""Unit tests for roles/dl_user_config/filter_plugins/dl_user_config.py."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ansible.errors import AnsibleFilterError
+
+ROLE = Path(__file__).resolve().parents[2] / "roles" / "dl_user_config"
+_spec = importlib.util.spec_from_file_location("dl_user_config_filters", ROLE / "filter_plugins" / "dl_user_config.py")
+assert _spec and _spec.loader
+duc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(duc)
+
+DEFAULTS: dict[str, Any] = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())["dl_user_config_defaults"]
+
+
+def effective(users: list[dict[str, Any]], *layers: dict[str, Any], create: bool = False) -> list[dict[str, Any]]:
+    return duc.effective_users(duc.merge_users(users), duc.merge_settings(DEFAULTS, *layers), create)
+
+
+def one(user: dict[str, Any], *layers: dict[str, Any]) -> dict[str, Any]:
+    return effective([user], *layers)[0]
+
+
+# --- merging ---------------------------------------------------------------------------
+
+def test_users_combine_by_name_across_levels() -> None:
+    all_level = [{"name": "alice", "keras": {"backend": "theano"}, "theano": {"device": "cuda0"}},
+                 {"name": "bob", "keras": {"backend": "tensorflow", "floatx": "float16"}}]
+    group = [{"name": "carol"}]
+    host = [{"name": "alice", "theano": {"device": "cuda1"}}]
+    merged = duc.merge_users(all_level, group, host)
+    assert [u["name"] for u in merged] == ["alice", "bob", "carol"]
+    assert merged[0] == {"name": "alice", "keras": {"backend": "theano"}, "theano": {"device": "cuda1"}}
+    assert merged[1]["keras"] == {"backend": "tensorflow", "floatx": "float16"}
+
+
+def test_merge_users_skips_empty_levels_and_does_not_mutate_input() -> None:
+    level = [{"name": "alice", "keras": {"backend": "theano"}}]
+    merged = duc.merge_users(None, level, [], [{"name": "alice", "keras": {"floatx": "float64"}}])
+    assert merged[0]["keras"] == {"backend": "theano", "floatx": "float64"}
+    assert level == [{"name": "alice", "keras": {"backend": "theano"}}]
+
+
+@pytest.mark.parametrize("bad", [{"name": "alice"}, "alice", [{"keras": {}}], [{"name": ""}], ["alice"]])
+def test_merge_users_rejects_malformed_levels(bad: Any) -> None:
+    with pytest.raises(AnsibleFilterError):
+        duc.merge_users(bad)
+
+
+def test_settings_layers_deep_merge_in_order() -> None:
+    merged = duc.merge_settings(
+        DEFAULTS,
+        {"keras": {"epsilon": 1e-6}},
+        {"theano": {"optimizer": "fast_compile", "extra_sections": {"nvcc": {"fastmath": "True"}}}},
+        {"theano": {"optimizer": "merge"}},
+    )
+    assert merged["keras"] == {**DEFAULTS["keras"], "epsilon": 1e-6}
+    assert merged["theano"]["optimizer"] == "merge"
+    assert merged["theano"]["extra_sections"] == {"nvcc": {"fastmath": "True"}}
+    assert merged["theano"]["device"] == "cpu"
+    assert DEFAULTS["theano"]["optimizer"] == "fast_run"  # defaults untouched
+
+
+def test_settings_layer_must_be_a_dict() -> None:
+    with pytest.raises(AnsibleFilterError):
+        duc.merge_settings(DEFAULTS, ["keras"])
+
+
+def test_effective_user_puts_user_over_settings_and_fills_compiledir() -> None:
+    user = one({"name": "bob", "keras": {"floatx": "float16"}}, {"keras": {"floatx": "float64", "epsilon": 1e-5}})
+    assert user["keras"]["floatx"] == "float16"
+    assert user["keras"]["epsilon"] == 1e-5
+    assert user["theano"]["base_compiledir"] == "/var/tmp/theano-bob"
+    assert user["create"] is False and user["state"] == "present"
+
+
+def test_effective_create_default_and_override() -> None:
+    users = effective([{"name": "a"}, {"name": "b", "create": False}], create=True)
+    assert [u["create"] for u in users] == [True, False]
+
+
+def test_defaults_are_valid() -> None:
+    assert duc.user_errors(effective([{"name": "carol"}]), ["tensorflow"], 0) == []
+
+
+def test_seed_example_is_valid() -> None:
+    users = effective(
+        duc.merge_users([{"name": "alice", "keras": {"backend": "theano"}, "theano": {"device": "cuda0"}},
+                         {"name": "bob", "keras": {"backend": "tensorflow", "floatx": "float16"}},
+                         {"name": "carol"}],
+                        [{"name": "alice", "theano": {"device": "cuda1"}}]))
+    assert duc.user_errors(users, ["theano", "tensorflow"], 2) == []
+
+
+# --- validation: every bad input of the issue ---------------------------------------------
+
+def errors_for(user: dict[str, Any], served: list[str] | None = ("tensorflow", "theano"), gpus: int = 2) -> list[str]:
+    return duc.user_errors([one(user)], list(served) if served else served, gpus)
+
+
+def test_unknown_backend() -> None:
+    assert errors_for({"name": "alice", "keras": {"backend": "theanoo"}}) == [
+        "user alice: keras.backend = 'theanoo' is invalid; allowed: the backends the envs on this host serve: tensorflow, theano"]
+
+
+def test_unknown_backend_without_envs_lists_known_backends() -> None:
+    assert errors_for({"name": "alice", "keras": {"backend": "theanoo"}}, served=None) == [
+        "user alice: keras.backend = 'theanoo' is invalid; allowed: tensorflow, theano, cntk, jax, torch, numpy, openvino"]
+
+
+def test_backend_no_env_serves() -> None:
+    assert errors_for({"name": "bob", "keras": {"backend": "jax"}}, served=["tensorflow"]) == [
+        "user bob: keras.backend = 'jax' is invalid; allowed: the backends the envs on this host serve: tensorflow"]
+
+
+@pytest.mark.parametrize("device", ["gpu", "gpu0", "GPU"])
+def test_old_gpu_device_values(device: str) -> None:
+    (message,) = errors_for({"name": "bob", "theano": {"device": device}})
+    assert message.startswith(f"user bob: theano.device = '{device}' is invalid; allowed: cpu, cuda, cudaN")
+    assert ("removed in Theano 1.0" in message) == device.startswith("gpu")
+
+
+@pytest.mark.parametrize("device", ["cuda-1", "cuda 0", "cud0", "", "opencl0"])
+def test_malformed_devices(device: str) -> None:
+    (message,) = errors_for({"name": "carol", "theano": {"device": device}})
+    assert f"theano.device = '{device}' is invalid" in message
+
+
+@pytest.mark.parametrize(("device", "gpus", "ok"), [
+    ("cuda0", 1, True), ("cuda1", 1, False), ("cuda1", 2, True), ("cuda", 1, True), ("cuda", 0, False),
+    ("cuda0", 0, False), ("cpu", 0, True), ("opencl0:1", 0, True), ("cuda15", 16, True), ("cuda16", 16, False),
+])
+def test_cuda_index_against_gpu_count(device: str, gpus: int, ok: bool) -> None:
+    errors = errors_for({"name": "alice", "theano": {"device": device}}, gpus=gpus)
+    assert (errors == []) is ok, errors
+    if not ok:
+        assert f"(this host has {gpus} NVIDIA GPU" in errors[0]
+
+
+def test_cuda_message_lists_the_valid_devices() -> None:
+    assert errors_for({"name": "alice", "theano": {"device": "cuda5"}}, gpus=2) == [
+        "user alice: theano.device = 'cuda5' is invalid; allowed: cpu, cuda, cuda0..cuda1 (this host has 2 NVIDIA GPUs)"]
+    assert errors_for({"name": "alice", "theano": {"device": "cuda0"}}, gpus=0) == [
+        "user alice: theano.device = 'cuda0' is invalid; allowed: cpu (this host has 0 NVIDIA GPUs)"]
+
+
+@pytest.mark.parametrize("field", ["keras.floatx", "theano.floatX"])
+@pytest.mark.parametrize("value", ["float8", "float", "int32", 32])
+def test_bad_float_types(field: str, value: Any) -> None:
+    section, key = field.split(".")
+    assert errors_for({"name": "carol", section: {key: value}}) == [
+        f"user carol: {field} = {value!r} is invalid; allowed: float16, float32, float64"]
+
+
+@pytest.mark.parametrize("value", [0, -1e-7, 1, "1e-7", True, None])
+def test_bad_epsilon(value: Any) -> None:
+    (message,) = errors_for({"name": "carol", "keras": {"epsilon": value}})
+    assert message.startswith(f"user carol: keras.epsilon = {value!r} is invalid")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("keras.image_data_format", "channels_middle"), ("theano.optimizer", "fastest"), ("theano.dnn_enabled", "maybe"),
+])
+def test_other_choices(field: str, value: str) -> None:
+    section, key = field.split(".")
+    (message,) = errors_for({"name": "carol", section: {key: value}})
+    assert message.startswith(f"user carol: {field} = {value!r} is invalid; allowed: ")
+
+
+def test_dnn_enabled_accepts_yaml_booleans() -> None:
+    assert errors_for({"name": "carol", "theano": {"dnn_enabled": False}}) == []
+
+
+@pytest.mark.parametrize("path", ["tmp/theano", "/var/tmp/../etc", "", None, "~/theano"])
+def test_compiledir_must_be_absolute_without_dotdot(path: Any) -> None:
+    (message,) = errors_for({"name": "carol", "theano": {"base_compiledir": path}})
+    assert message.startswith(f"user carol: theano.base_compiledir = {path!r} is invalid")
+
+
+@pytest.mark.parametrize("key", ["cuda_root", "dnn_include_path", "dnn_library_path"])
+def test_toolkit_paths_absolute_or_empty(key: str) -> None:
+    assert errors_for({"name": "carol", "theano": {key: "/usr/local/cuda-12.5"}}) == []
+    (message,) = errors_for({"name": "carol", "theano": {key: "usr/local/cuda"}})
+    assert f"theano.{key} = 'usr/local/cuda' is invalid; allowed: an absolute path" in message
+
+
+def test_unknown_fields_are_errors() -> None:
+    errors = errors_for({"name": "carol", "keras": {"backnd": "theano"}, "theano": {"devce": "cpu"}, "shell": "/bin/zsh"})
+    assert len(errors) == 3
+    assert any("keras.backnd" in e for e in errors)
+    assert any("theano.devce" in e for e in errors)
+    assert any("user carol: shell = '/bin/zsh' is invalid; allowed: fields name" in e for e in errors)
+
+
+@pytest.mark.parametrize("name", ["Alice", "al ice", "1abc", "a" * 40, "../root"])
+def test_bad_user_names(name: str) -> None:
+    assert any(e.startswith(f"user {name}: name = ") for e in errors_for({"name": name}))
+
+
+@pytest.mark.parametrize("sections", [{"global": {"device": "cpu"}}, {"nvcc": "fastmath"}, ["nvcc"], {"bad section": {}}])
+def test_bad_extra_sections(sections: Any) -> None:
+    errors = errors_for({"name": "carol", "theano": {"extra_sections": sections}})
+    assert errors and all("theano.extra_sections" in e for e in errors)
+
+
+def test_bad_gpu_count() -> None:
+    assert duc.user_errors([], [], "two") == [
+        "dl_user_config_gpu_count = 'two' is invalid; allowed: a whole number >= 0"]
+
+
+def test_all_problems_are_reported_together() -> None:
+    users = effective([
+        {"name": "alice", "keras": {"backend": "theanoo"}, "theano": {"device": "cuda5"}},
+        {"name": "bob", "keras": {"backend": "jax"}, "theano": {"device": "gpu"}},
+        {"name": "carol", "keras": {"floatx": "float8"}, "theano": {"device": "cuda-1"}},
+    ])
+    errors = duc.user_errors(users, ["tensorflow", "theano"], 2)
+    assert [e.split(" = ")[0] for e in errors] == [
+        "user alice: keras.backend", "user alice: theano.device", "user bob: keras.backend",
+        "user bob: theano.device", "user carol: keras.floatx", "user carol: theano.device"]
+
+
+# --- keras.json, paths, cuDNN header -----------------------------------------------------
+
+@pytest.mark.parametrize(("text", "parsed"), [
+    (None, {}), ("", {}), ("  \n", {}), ('{"backend": "theano", "x": 1}', {"backend": "theano", "x": 1}),
+    ("{not json", None), ("[1, 2]", None), ('"theano"', None),
+])
+def test_json_dict(text: str | None, parsed: dict[str, Any] | None) -> None:
+    assert duc.json_dict(text) == parsed
+
+
+def stat_result(user: str, rel: str, **st: Any) -> dict[str, Any]:
+    return {"item": [{"name": user}, rel], "stat": {"path": f"/home/{user}/{rel}".rstrip("/"), **st}}
+
+
+def test_path_errors_accept_a_normal_home() -> None:
+    results = [stat_result("alice", "", exists=True, isdir=True, islnk=False),
+               stat_result("alice", ".keras", exists=True, isdir=True, islnk=False),
+               stat_result("alice", ".keras/keras.json", exists=False),
+               stat_result("alice", ".theanorc", exists=True, isdir=False, islnk=False),
+               {"item": [{"name": "ghost"}, ""], "skipped": True}]
+    assert duc.path_errors(results) == []
+
+
+def test_path_errors_refuse_links_missing_homes_and_failures() -> None:
+    results = [stat_result("mallory", ".keras", exists=True, islnk=True, lnk_source="/etc"),
+               stat_result("mallory", ".theanorc", exists=True, islnk=True, lnk_source="/etc/shadow"),
+               stat_result("nohome", "", exists=False),
+               stat_result("dave", ".keras", exists=True, isdir=False, islnk=False),
+               {"item": [{"name": "erin"}, ".keras"], "failed": True, "msg": "Permission denied"}]
+    assert duc.path_errors(results) == [
+        "user mallory: ~/.keras = a symbolic link to '/etc'; allowed: a real file or directory inside the home "
+        "(dlstack does not follow links the user controls)",
+        "user mallory: ~/.theanorc = a symbolic link to '/etc/shadow'; allowed: a real file or directory inside the home "
+        "(dlstack does not follow links the user controls)",
+        "user nohome: home /home/nohome = missing or not a directory; allowed: an existing home directory",
+        "user dave: ~/.keras = not a directory; allowed: a directory",
+        "user erin: cannot inspect ~/.keras as the user: Permission denied",
+    ]
+
+
+@pytest.mark.parametrize(("text", "version"), [
+    ("#define CUDNN_MAJOR 9\n#define CUDNN_MINOR 3\n#define CUDNN_PATCHLEVEL 0\n", "9.3.0"),
+    ("#define CUDNN_MAJOR      7\n# define CUDNN_MINOR 6\n#define CUDNN_PATCHLEVEL 5\n#define CUDNN_VERSION (x)", "7.6.5"),
+    ("#define CUDNN_MAJOR 8\n", ""), ("", ""), (None, ""),
+])
+def test_cudnn_from_header(text: str | None, version: str) -> None:
+    assert duc.cudnn_from_header(text) == version
+
+
+def test_account_errors() -> None:
+    users = effective([{"name": "alice"}, {"name": "dave"}, {"name": "erin", "create": True}])
+    assert duc.account_errors(users, {"alice": ["x", "1000"]}) == [
+        "user dave: account = missing; allowed: an existing account, or create: true"]
+
+
+def test_filters_are_registered() -> None:
+    names = set(duc.FilterModule().filters())
+    assert names == {"dl_user_config_merge_users", "dl_user_config_merge_settings", "dl_user_config_effective",
+                     "dl_user_config_errors", "dl_user_config_account_errors", "dl_user_config_json_dict", "dl_user_config_path_errors",
+                     "dl_user_config_cudnn_from_header"}
