@@ -61,3 +61,7 @@ def test_pip_uses_system_bundle(host) -> None:
     # ... and so does pip, inside a fresh virtualenv (python3-venv works).
     cmd = host.run("python3 -m venv /tmp/v && /tmp/v/bin/pip download --no-deps -q -d /tmp/dl six==1.16.0")
     assert cmd.rc == 0, cmd.stderr
+
+
+def test_no_apt_proxy_when_none_configured(host) -> None:
+    assert not host.file("/etc/apt/apt.conf.d/01dlstack-proxy").exists
