@@ -281,8 +281,15 @@ def test_account_errors() -> None:
         "user dave: account = missing; allowed: an existing account, or create: true"]
 
 
+def test_only_errors() -> None:
+    users = effective([{"name": "alice"}, {"name": "bob"}])
+    assert duc.only_errors(["alice"], users) == []
+    assert duc.only_errors(["zed", "bob"], users) == [
+        "dl_user_config_only = 'zed' is invalid; allowed: the declared users alice, bob"]
+
+
 def test_filters_are_registered() -> None:
     names = set(duc.FilterModule().filters())
     assert names == {"dl_user_config_merge_users", "dl_user_config_merge_settings", "dl_user_config_effective",
-                     "dl_user_config_errors", "dl_user_config_account_errors", "dl_user_config_json_dict", "dl_user_config_path_errors",
+                     "dl_user_config_errors", "dl_user_config_account_errors", "dl_user_config_only_errors", "dl_user_config_json_dict", "dl_user_config_path_errors",
                      "dl_user_config_cudnn_from_header"}

@@ -250,6 +250,16 @@ def account_errors(users: Iterable[Mapping[str, Any]], passwd: Mapping[str, Any]
     ]
 
 
+def only_errors(only: Iterable[str], users: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Names in ``dl_user_config_only`` that no inventory level declares."""
+    declared = [str(user["name"]) for user in users]
+    return [
+        f"dl_user_config_only = {name!r} is invalid; allowed: the declared users {', '.join(declared) or '(none)'}"
+        for name in only
+        if name not in declared
+    ]
+
+
 def json_dict(text: str | None) -> dict[str, Any] | None:
     """Parse the text of a keras.json: a dict, {} for an empty file, None when unusable.
 
@@ -321,6 +331,7 @@ class FilterModule:
             "dl_user_config_effective": effective_users,
             "dl_user_config_errors": user_errors,
             "dl_user_config_account_errors": account_errors,
+            "dl_user_config_only_errors": only_errors,
             "dl_user_config_json_dict": json_dict,
             "dl_user_config_path_errors": path_errors,
             "dl_user_config_cudnn_from_header": cudnn_from_header,
