@@ -169,17 +169,33 @@ def user_errors(
     return errors
 
 
-def _keras_errors(name: str, keras: Mapping[str, Any], served: list[str]) -> list[str]:
+def _field_errors(
+    name: str,
+    section: str,
+    values: Mapping[str, Any],
+    fields: Mapping[str, tuple[str, ...] | None],
+    skip: tuple[str, ...] = (),
+    lower: bool = False,
+) -> list[str]:
+    """Unknown fields of one section, and values outside a field's choices.
+
+    ``skip`` names fields checked elsewhere; ``lower`` compares ``str(value).lower()``
+    (Theano's options, where YAML booleans such as ``false`` are valid choices).
+    """
     errors: list[str] = []
-    for key, value in keras.items():
-        if key not in KERAS_FIELDS:
-            errors.append(_bad(name, f"keras.{key}", value, "keras fields " + ", ".join(KERAS_FIELDS)))
+    for key, value in values.items():
+        if key not in fields:
+            errors.append(_bad(name, f"{section}.{key}", value, f"{section} fields " + ", ".join(fields)))
             continue
-        choices = KERAS_FIELDS[key]
-        if key == "backend":
-            continue
-        if choices is not None and value not in choices:
-            errors.append(_bad(name, f"keras.{key}", value, ", ".join(choices)))
+        choices = fields[key]
+        shown = str(value).lower() if lower else value
+        if key not in skip and choices is not None and shown not in choices:
+            errors.append(_bad(name, f"{section}.{key}", value, ", ".join(choices)))
+    return errors
+
+
+def _keras_errors(name: str, keras: Mapping[str, Any], served: list[str]) -> list[str]:
+    errors = _field_errors(name, "keras", keras, KERAS_FIELDS, skip=("backend",))
     epsilon = keras.get("epsilon")
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0 < epsilon < 1:
         errors.append(_bad(name, "keras.epsilon", epsilon, "a number between 0 and 1, e.g. 1.0e-07"))
@@ -193,14 +209,7 @@ def _keras_errors(name: str, keras: Mapping[str, Any], served: list[str]) -> lis
 
 
 def _theano_errors(name: str, theano: Mapping[str, Any], gpus: int) -> list[str]:
-    errors: list[str] = []
-    for key, value in theano.items():
-        if key not in THEANO_FIELDS:
-            errors.append(_bad(name, f"theano.{key}", value, "theano fields " + ", ".join(THEANO_FIELDS)))
-            continue
-        choices = THEANO_FIELDS[key]
-        if choices is not None and str(value).lower() not in choices:
-            errors.append(_bad(name, f"theano.{key}", value, ", ".join(choices)))
+    errors = _field_errors(name, "theano", theano, THEANO_FIELDS, lower=True)
     device = str(theano.get("device"))
     match = DEVICE.match(device)
     if not match:
