@@ -1,0 +1,222 @@
+"""Unit tests for roles/cuda_toolkit/filter_plugins/cuda_toolkit.py, and for how the role's
+preflight combines them with the compatibility filters of plugins/filter/dlstack_compat.py
+(the table itself is tested in test_dlstack_compat.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from ansible.errors import AnsibleFilterError
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLE = ROOT / "roles" / "cuda_toolkit"
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ct = _load("cuda_toolkit_filters", ROLE / "filter_plugins" / "cuda_toolkit.py")
+compat = _load("dlstack_compat_for_cuda_toolkit", ROOT / "plugins" / "filter" / "dlstack_compat.py")
+KNOWN = compat.dlstack_cuda_known_versions()
+DEBIAN12 = {"version": "11.8", "package": "nvidia-cuda-toolkit"}
+
+
+def errors(versions: Any, default: Any = "", method: str = "nvidia", distro: dict[str, str] | None = None) -> list[str]:
+    return ct.cuda_toolkit_errors(versions, default, method, KNOWN, distro, "Debian 12")
+
+
+def preflight(versions: list[Any], driver: str, default: str = "") -> list[str]:
+    """The role's preflight expression (tasks/preflight.yml), in Python."""
+    good = ct.cuda_toolkit_wellformed(versions)
+    unknown = [v for v in good if v not in KNOWN]
+    runnable = [v for v in good if v in KNOWN]
+    out = errors(versions, default)
+    out += ["cuda_toolkit_versions: " + m for m in (compat.dlstack_cuda_driver_errors(unknown, "0") if unknown else [])]
+    if runnable and driver:
+        out += ["cuda_toolkit_versions: " + m for m in compat.dlstack_cuda_driver_errors(runnable, driver)]
+    return out
+
+
+# --- input ---------------------------------------------------------------------------------
+
+def test_good_input_has_no_errors() -> None:
+    assert errors(["12.5", "12.8"], "12.5") == []
+    assert errors(["12.5"]) == []
+
+
+@pytest.mark.parametrize("versions", [[], None, "12.5", {"v": "12.5"}])
+def test_versions_must_be_a_non_empty_list(versions: Any) -> None:
+    (message,) = errors(versions)
+    assert message.startswith(f"cuda_toolkit_versions = {versions!r} is invalid; allowed: a non-empty list")
+    assert "10.0, 10.1" in message   # the known releases are listed
+
+
+def test_unquoted_version_is_refused_with_the_reason() -> None:
+    (message,) = errors(["12.5", 12.1])
+    assert message.startswith("cuda_toolkit_versions[1] = 12.1 is a number, not a string; quote it")
+    assert "an unquoted 12.10 arrives as 12.1" in message
+
+
+@pytest.mark.parametrize("bad", ["12", "12.5.1", "v12.5", "12.x", "", " "])
+def test_major_minor_only(bad: str) -> None:
+    (message,) = errors([bad])
+    assert message.startswith(f"cuda_toolkit_versions[0] = '{bad}' is invalid; allowed: major.minor only")
+
+
+def test_non_string_entries() -> None:
+    assert errors([None])[0].startswith("cuda_toolkit_versions[0] = None is invalid")
+    assert errors([["12.5"]])[0].startswith("cuda_toolkit_versions[0] = ['12.5'] is invalid")
+
+
+def test_duplicates() -> None:
+    assert errors(["12.5", "12.8", "12.5"]) == ["cuda_toolkit_versions[2] = '12.5' is listed twice"]
+
+
+def test_default_must_be_listed() -> None:
+    (message,) = errors(["12.5", "12.8"], "12.6")
+    assert message == ("cuda_toolkit_default = '12.6' is not one of cuda_toolkit_versions (12.5, 12.8); "
+                       "allowed: '' (the newest) or one of them")
+    assert errors(["12.5"], 12.5)[0].startswith("cuda_toolkit_default = 12.5 is a number")
+    assert errors(["12.5"], None)[0].startswith("cuda_toolkit_default = None is invalid")
+
+
+def test_distro_method_fits_only_the_distributions_release() -> None:
+    assert errors(["11.8"], method="distro", distro=DEBIAN12) == []
+    (message,) = errors(["12.5", "12.8"], method="distro", distro=DEBIAN12)
+    assert message == ("cuda_toolkit_versions = ['12.5', '12.8'] cannot be installed with cuda_toolkit_method = distro: "
+                       "Debian 12 ships CUDA 11.8 only (nvidia-cuda-toolkit); allowed: ['11.8'], or "
+                       "cuda_toolkit_method: nvidia for other or several versions")
+    assert errors(["11.8"], method="distro", distro=None)[0].startswith(
+        "cuda_toolkit_method = distro: Debian 12 ships no CUDA toolkit")
+
+
+def test_unknown_method() -> None:
+    assert errors(["12.5"], method="runfile") == ["cuda_toolkit_method = 'runfile' is invalid; allowed: nvidia, distro"]
+
+
+def test_wellformed_and_newest() -> None:
+    assert ct.cuda_toolkit_wellformed(["12.5", 12.8, "12", "12.5", " 12.9 "]) == ["12.5", "12.9"]
+    assert ct.cuda_toolkit_wellformed("12.5") == []
+    assert ct.cuda_toolkit_newest(["12.10", "12.9", "11.8"]) == "12.10"   # numerically, not as text
+    assert ct.cuda_toolkit_newest([]) == ""
+
+
+def test_package_names() -> None:
+    assert ct.cuda_toolkit_package("12.5") == "cuda-toolkit-12-5"
+    assert ct.cuda_toolkit_package("13.0") == "cuda-toolkit-13-0"
+
+
+# --- the preflight: input + compatibility table -------------------------------------------
+
+def test_unknown_release_lists_the_known_ones_with_the_reason() -> None:
+    (message,) = preflight(["12.7"], "580")
+    assert message.startswith("cuda_toolkit_versions: unknown CUDA version '12.7' (there is no CUDA 12.7; "
+                              "NVIDIA went from 12.6 to 12.8); known versions: 10.0,")
+    assert message.endswith("13.2")
+
+
+def test_unknown_release_is_reported_without_a_driver_too() -> None:
+    assert preflight(["14.0"], "")[0].startswith("cuda_toolkit_versions: unknown CUDA version '14.0'")
+
+
+def test_release_above_the_driver_branch_is_refused_with_the_fix() -> None:
+    (message,) = preflight(["12.5", "13.0"], "575")
+    assert message == ("cuda_toolkit_versions: CUDA 13.0 needs NVIDIA driver >= 580.65.06, but the driver is 575; "
+                       "fix: install driver branch >= 580 (at least 580.65.06) or choose CUDA <= 12.9")
+
+
+@pytest.mark.parametrize("cuda", KNOWN)
+def test_every_release_runs_on_its_own_minimum_and_not_one_below(cuda: str) -> None:
+    minimum = compat.dlstack_cuda_min_driver(cuda)
+    assert preflight([cuda], minimum) == []
+    parts = [int(p) for p in minimum.split(".")]
+    below = ".".join(str(p) for p in parts[:-1] + [parts[-1] - 1]) if parts[-1] > 0 else f"{parts[0] - 1}.99"
+    (message,) = preflight([cuda], below)
+    assert f"CUDA {cuda} needs NVIDIA driver >= {minimum}, but the driver is {below}" in message
+
+
+def test_no_driver_known_skips_only_the_driver_check() -> None:
+    assert preflight(["13.2"], "") == []
+
+
+def test_all_problems_at_once() -> None:
+    out = preflight(["12.7", 12.8, "13.0", "12", "12.5"], "575", "11.8")
+    assert len(out) == 5, out
+
+
+# --- data consistency: the role's defaults and vars against the compatibility table -------
+
+def _vars(name: str) -> dict[str, Any]:
+    return yaml.safe_load((ROLE / "vars" / name).read_text())
+
+
+DISTRO_DRIVER = {  # the distribution's own driver branch (roles/nvidia_driver/vars) or NVIDIA's default
+    "Debian_12.yml": "535", "Debian_13.yml": "550", "Ubuntu_22.yml": "580", "Ubuntu_24.yml": "580",
+}
+
+
+@pytest.mark.parametrize("name", sorted(DISTRO_DRIVER))
+def test_distro_release_is_known_and_runs_on_the_distribution_driver(name: str) -> None:
+    release = _vars(name)["__cuda_toolkit_distro"]["version"]
+    assert release in KNOWN
+    assert compat.dlstack_driver_supports_cuda(DISTRO_DRIVER[name], release)
+
+
+def test_default_releases_fit_the_default_driver_and_tensorflow() -> None:
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    for release in defaults["cuda_toolkit_versions"]:
+        assert compat.dlstack_driver_supports_cuda("580", release)   # nvidia_driver's default branch
+    assert compat.dlstack_tf_build("2.21")["cuda"] in defaults["cuda_toolkit_versions"]
+
+
+# --- probes ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.247.01  Thu Apr 10 19:31:50 UTC 2025\n"
+     "GCC version:  gcc version 12.2.0\n535.261.03-1\n", "535.247.01"),
+    ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build\n", "580.65.06"),
+    ("580.95.05-1\n", "580.95.05"),
+    ("1:535.247.01-1~deb12u1\n", "535.247.01"),
+    ("", ""),
+    ("garbage\n", ""),
+    (None, ""),
+])
+def test_driver_from_probe(text: Any, expected: str) -> None:
+    assert ct.cuda_toolkit_driver_from_probe(text) == expected
+
+
+POLICY = """cuda-toolkit-12-5:
+  Installed: (none)
+  Candidate: 12.5.1-1
+  Version table:
+     12.5.1-1 500
+        500 http://127.0.0.1:8086/debian12/x86_64  Packages
+cuda-toolkit-12-9:
+  Installed: (none)
+  Candidate: (none)
+  Version table:
+"""
+
+
+def test_missing_candidates() -> None:
+    packages = ["cuda-toolkit-12-5", "cuda-toolkit-12-9", "cuda-toolkit-13-0"]
+    # 12-9 has no candidate, 13-0 is unknown to apt (apt-cache policy prints nothing for it)
+    assert ct.cuda_toolkit_missing_candidates(POLICY, packages) == ["cuda-toolkit-12-9", "cuda-toolkit-13-0"]
+    with pytest.raises(AnsibleFilterError):
+        ct.cuda_toolkit_missing_candidates(None, packages)
+
+
+def test_filter_module_exposes_every_filter() -> None:
+    names = set(ct.FilterModule().filters())
+    assert names == {"cuda_toolkit_errors", "cuda_toolkit_wellformed", "cuda_toolkit_newest",
+                     "cuda_toolkit_driver_from_probe", "cuda_toolkit_missing_candidates", "cuda_toolkit_package"}
