@@ -1,0 +1,33 @@
+"""dlstack: let the env's own ``etc/theanorc`` give Theano defaults the user can override.
+
+Installed by the python_envs role into envs that serve the Theano backend and run at every
+interpreter start by ``dlstack_theanorc.pth``. Theano reads the files listed in
+``THEANORC`` (colon-separated, default ``~/.theanorc``), later files overriding earlier
+ones. This puts ``<env>/etc/theanorc`` first, so the env's defaults apply (``[blas]
+ldflags``: Theano 1.0.5 fails at import with NumPy >= 1.22 unless it is set) while the
+user's ``~/.theanorc`` (or their own ``THEANORC`` list) and ``THEANO_FLAGS`` still win.
+It never raises: a startup hook must not break Python.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def prepend(environ: os._Environ[str] | dict[str, str] = os.environ, prefix: str = sys.prefix) -> str:
+    """Put ``<prefix>/etc/theanorc`` first in ``environ['THEANORC']``; return the new value."""
+    path = os.path.join(prefix, "etc", "theanorc")
+    current = environ.get("THEANORC", "~/.theanorc")
+    if not os.path.isfile(path):
+        return current
+    parts = [p for p in current.split(os.pathsep) if p]
+    if path not in parts:
+        environ["THEANORC"] = os.pathsep.join([path] + parts)
+    return environ.get("THEANORC", current)
+
+
+try:
+    prepend()
+except Exception:  # noqa: BLE001 - a startup hook must never break the interpreter
+    pass

@@ -1,0 +1,310 @@
+"""Unit tests for roles/python_envs/filter_plugins/python_envs.py (preflight rules, locks, wheels)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = REPO / "roles" / "python_envs" / "filter_plugins" / "python_envs.py"
+LOCKS = REPO / "roles" / "python_envs" / "files" / "locks"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("python_envs_filters", PLUGIN)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+f = _load()
+
+PY311 = {"rc": 0, "executable": "/usr/bin/python3.11", "version": "3.11", "implementation": "cpython",
+         "machine": "x86_64", "libc": ["glibc", "2.36"]}
+
+
+def env(**kw: Any) -> dict[str, Any]:
+    base = {"name": "keras3-tensorflow", "python": "python3.11", "requirements": "locks/keras3-tensorflow-cpu.txt",
+            "backends": ["tensorflow"]}
+    base.update(kw)
+    return base
+
+
+def normalized(*envs: dict[str, Any], **kw: Any) -> list[dict[str, Any]]:
+    return f.normalize(list(envs), "/opt/dlstack/envs", **kw)
+
+
+def req(env_name: str, text: str, file: str = "lock.txt", path: str = "/x/lock.txt") -> dict[str, Any]:
+    return {"env": env_name, "file": file, "role": "main", "path": path, "text": text}
+
+
+# --- definitions ----------------------------------------------------------------------------
+
+
+def test_good_definitions_have_no_problem() -> None:
+    envs = [env(), env(name="keras2-theano", backends=["theano"], system_site_packages=True,
+                       collections_compat=True, jupyter_kernel=True, environment_module=False),
+            env(name="alice-tf", owner="alice", root="~/envs")]
+    assert f.definition_problems(envs, "/opt/dlstack/envs") == []
+
+
+@pytest.mark.parametrize(("bad", "expected"), [
+    ({"name": "a/b"}, "invalid name 'a/b'"),
+    ({"name": "a..b"}, "invalid name 'a..b'"),
+    ({"name": ".."}, "invalid name '..'"),
+    ({"name": "Keras"}, "invalid name 'Keras'"),
+    ({"name": ""}, "'name' is required"),
+    ({"python": ""}, "'python' must name an interpreter"),
+    ({"python": "python3 -I"}, "'python' must name an interpreter"),
+    ({"requirements": ""}, "'requirements' must be the path"),
+    ({"requirements_gpu": None}, "'requirements_gpu' must be the path"),
+    ({"backends": []}, "'backends' must be a non-empty list"),
+    ({"backends": ["theano", "mxnet"]}, "unknown backend(s) mxnet"),
+    ({"backends": ["theano", "theano"]}, "lists a backend twice"),
+    ({"system_site_packages": "yes"}, "'system_site_packages' must be true or false"),
+    ({"owner": "Bad User"}, "'owner' must be an account name"),
+    ({"state": "latest"}, "'state' must be present or absent"),
+    ({"root": "relative/dir"}, "'root' must be an absolute path"),
+    ({"root": "/opt/../etc"}, "'root' must be an absolute path"),
+    ({"root": "~/envs"}, "'root' must be an absolute path"),  # ~ only for per-user envs
+    ({"colour": "blue"}, "unknown field(s) colour"),
+])
+def test_bad_definitions_are_named(bad: dict[str, Any], expected: str) -> None:
+    problems = f.definition_problems([env(**bad)], "/opt/dlstack/envs")
+    assert any(expected in p for p in problems), problems
+    label = f"env '{bad['name']}'" if bad.get("name") else ("env #0" if "name" in bad else "env 'keras3-tensorflow'")
+    assert all(p.startswith(label) for p in problems), problems
+
+
+def test_duplicate_names_and_bad_root() -> None:
+    problems = f.definition_problems([env(), env()], "opt/envs")
+    assert any("python_envs_root must be an absolute path" in p for p in problems)
+    assert any("duplicate env name" in p for p in problems)
+    assert f.definition_problems("not a list") == ["python_envs_envs must be a list of envs, not str"]
+    assert f.definition_problems([42]) == ["env #0: each env must be a mapping, not int"]
+
+
+def test_normalize_fills_defaults_and_per_user_root() -> None:
+    shared, mine = f.normalize([env(), env(name="mine", owner="alice")], "/opt/dlstack/envs/", "~/.envs",
+                               jupyter_kernels=True, environment_modules=False)
+    assert shared["root"] == "/opt/dlstack/envs" and shared["owner"] == "root" and shared["state"] == "present"
+    assert shared["jupyter_kernel"] is True and shared["environment_module"] is False
+    assert shared["system_site_packages"] is False and shared["requirements_gpu"] == ""
+    assert mine["root"] == "~/.envs" and mine["owner"] == "alice"
+    explicit = f.normalize([env(jupyter_kernel=False)], "/r", jupyter_kernels=True)[0]
+    assert explicit["jupyter_kernel"] is False
+
+
+def test_requirement_sources_pick_the_variant_and_add_jupyter() -> None:
+    envs = normalized(env(requirements_gpu="locks/gpu.txt", jupyter_kernel=True),
+                      env(name="old", backends=["theano"]), env(name="gone", state="absent"))
+    assert f.requirement_sources(envs, False, "locks/jk.txt") == [
+        {"env": "keras3-tensorflow", "file": "locks/keras3-tensorflow-cpu.txt", "role": "main"},
+        {"env": "keras3-tensorflow", "file": "locks/jk.txt", "role": "jupyter"},
+        {"env": "old", "file": "locks/keras3-tensorflow-cpu.txt", "role": "main"},
+    ]
+    gpu = f.requirement_sources(envs, True, "locks/jk.txt")
+    assert gpu[0] == {"env": "keras3-tensorflow", "file": "locks/gpu.txt", "role": "gpu"}
+    assert gpu[2]["file"] == "locks/keras3-tensorflow-cpu.txt"  # no GPU lock: the only lock
+
+
+# --- locks ----------------------------------------------------------------------------------
+
+
+def test_parse_requirements_accepts_exact_pins_and_comments() -> None:
+    parsed = f.parse_requirements("# header\n\nNumPy == 1.23.5  # why\nKeras_Applications==1.0.8\n"
+                                  "tensorflow-cpu==2.21.0\ntorch==2.3.0+cpu\nfoo==1.0rc1\n", "x.txt")
+    assert parsed["problems"] == []
+    assert [(p["key"], p["version"], p["line"]) for p in parsed["pins"]] == [
+        ("numpy", "1.23.5", 3), ("keras-applications", "1.0.8", 4), ("tensorflow-cpu", "2.21.0", 5),
+        ("torch", "2.3.0+cpu", 6), ("foo", "1.0rc1", 7)]
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("numpy>=1.23", "not an exact pin"),
+    ("numpy", "not an exact pin"),
+    ("numpy~=1.23.0", "not an exact pin"),
+    ("numpy==1.*", "not an exact version"),
+    ("numpy===1.23.5", "not an exact version"),
+    ("tensorflow[and-cuda]==2.21.0", "extras are not allowed"),
+    ("numpy==1.23.5; python_version<'3.12'", "environment markers are not supported"),
+    ("pkg @ https://example.org/pkg.whl", "direct URLs are not allowed"),
+    ("-r other.txt", "pip options and includes are not allowed"),
+    ("--index-url https://example.org/simple", "pip options and includes are not allowed"),
+    ("numpy==latest!", "not an exact pin"),
+])
+def test_parse_requirements_rejects_anything_but_exact_pins(line: str, why: str) -> None:
+    parsed = f.parse_requirements(f"six==1.17.0\n{line}\n", "lock.txt")
+    assert len(parsed["problems"]) == 1 and parsed["problems"][0].startswith(f"lock.txt:2: {why}")
+    assert [p["key"] for p in parsed["pins"]] == ["six"]
+
+
+def test_merge_pins_collapses_duplicates_and_reports_conflicts() -> None:
+    a = f.parse_requirements("six==1.17.0\nnumpy==1.23.5\n", "a.txt")["pins"]
+    b = f.parse_requirements("Six==1.17.0\nNumPy==2.2.6\n", "b.txt")["pins"]
+    merged = f.merge_pins(a + b)
+    assert [p["key"] for p in merged["pins"]] == ["numpy", "six"]
+    assert merged["problems"] == ["conflicting pins for numpy: numpy==1.23.5 (a.txt:2) and NumPy==2.2.6 (b.txt:2)"]
+    assert f.requirements_text(merged["pins"]) == "numpy==1.23.5\nsix==1.17.0\n"
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS.glob("*.txt")), ids=lambda p: p.name)
+def test_shipped_locks_are_exact_and_consistent(lock: Path) -> None:
+    parsed = f.parse_requirements(lock.read_text(), lock.name)
+    assert parsed["problems"] == [] and len(parsed["pins"]) >= 9
+    assert f.merge_pins(parsed["pins"])["problems"] == []
+    # reviewed header: every lock says what it is and how it was resolved
+    assert lock.read_text().startswith("# ") and "relock" in lock.read_text()
+
+
+def test_shipped_locks_fit_together() -> None:
+    text = {p.name: p.read_text() for p in LOCKS.glob("*.txt")}
+    pins = {name: {p["key"]: p["version"] for p in f.parse_requirements(t)["pins"]} for name, t in text.items()}
+    assert pins["keras2-theano-py310-py311.txt"]["keras"] == "2.3.1"
+    assert pins["keras2-theano-py310-py311.txt"]["theano"] == "1.0.5"
+    assert pins["keras2-theano-py310-py311.txt"]["numpy"] < "1.24"
+    assert pins["keras3-tensorflow-cpu.txt"]["tensorflow-cpu"] == pins["keras3-tensorflow-cuda.txt"]["tensorflow"]
+    cpu = {k: v for k, v in pins["keras3-tensorflow-cpu.txt"].items() if k != "tensorflow-cpu"}
+    cuda = {k: v for k, v in pins["keras3-tensorflow-cuda.txt"].items()
+            if k != "tensorflow" and not k.startswith("nvidia-")}
+    assert cpu == cuda
+    assert {k for k in pins["keras3-tensorflow-cuda.txt"] if k.startswith("nvidia-cudnn")} == {"nvidia-cudnn-cu12"}
+    # the Jupyter lock merges into every env without a conflicting pin
+    for name in ("keras2-theano-py310-py311.txt", "keras3-tensorflow-cpu.txt", "keras3-tensorflow-cuda.txt"):
+        both = f.parse_requirements(text[name], name)["pins"] + f.parse_requirements(text["jupyter-kernel.txt"])["pins"]
+        assert f.merge_pins(both)["problems"] == [], name
+
+
+# --- plan -----------------------------------------------------------------------------------
+
+
+def test_plan_resolves_a_good_env() -> None:
+    envs = normalized(env(jupyter_kernel=True))
+    requirements = [req("keras3-tensorflow", "six==1.17.0\nkeras==3.12.4\n"),
+                    req("keras3-tensorflow", "ipykernel==7.3.0\nsix==1.17.0\n", file="jk.txt")]
+    probes = [{"item": "python3.11", "rc": 0, "stdout": '{"executable": "/usr/bin/python3.11", "version": "3.11", '
+                                                         '"implementation": "cpython", "machine": "x86_64", '
+                                                         '"libc": ["glibc", "2.36"]}'}]
+    result = f.plan(envs, requirements, probes, False, ["root"], ["root"])
+    assert result["problems"] == []
+    planned = result["envs"][0]
+    assert planned["path"] == "/opt/dlstack/envs/keras3-tensorflow" and planned["variant"] == "cpu"
+    assert planned["requirements_text"] == "ipykernel==7.3.0\nkeras==3.12.4\nsix==1.17.0\n"
+    assert planned["sources"] == ["lock.txt", "jk.txt"] and planned["python_version"] == "3.11"
+    assert planned["target"]["tag"] == "cp311-x86_64-glibc2.36" and planned["theano"] is False
+
+
+def test_plan_names_env_and_problem() -> None:
+    envs = normalized(env(name="missing-python", python="python3.9"),
+                      env(name="no-lock"),
+                      env(name="conflict", jupyter_kernel=True),
+                      env(name="theirs", owner="nobody-here"),
+                      env(name="gone", python="python2", state="absent"))
+    requirements = [req("no-lock", "", path=""), req("conflict", "numpy==1.23.5\n"),
+                    req("conflict", "numpy==2.2.6\n", file="jk.txt"), req("missing-python", "six==1.17.0\n"),
+                    req("theirs", "six==1.17.0\n")]
+    probes = {"python3.11": PY311, "python3.9": {"rc": 2, "error": "[Errno 2] No such file or directory"}}
+    problems = f.plan(envs, requirements, probes, False, ["root"], None)["problems"]
+    assert ("env 'missing-python': python 'python3.9' is not usable on this host "
+            "([Errno 2] No such file or directory); install it or declare another interpreter") in problems
+    assert any(p.startswith("env 'no-lock': requirements file 'lock.txt' not found") for p in problems)
+    assert any(p.startswith("env 'conflict': conflicting pins for numpy") for p in problems)
+    assert "env 'conflict': jupyter_kernel needs ipykernel pinned in its requirements" in problems
+    assert "env 'theirs': owner 'nobody-here' does not exist on this host" in problems
+    assert not any("gone" in p for p in problems)  # absent envs need no interpreter or lock
+
+
+def test_probes_from_a_failed_command() -> None:
+    probes = f.probes_by_python([{"item": "python3.9", "rc": 2, "msg": "Error executing command.", "stderr": ""},
+                                 {"item": "python3", "rc": 0, "stdout": "garbage"},
+                                 {"item": "/opt/py/bin/python", "rc": 1, "stderr": "Traceback...\nImportError: x\n"},
+                                 {"item": "python3.12", "rc": 3, "msg": "non-zero return code"}])
+    assert probes["python3.9"] == {"rc": 2, "error": "not found"}
+    assert probes["python3"]["rc"] == 1 and probes["python3"]["error"] == "unreadable probe output"
+    assert probes["/opt/py/bin/python"]["error"] == "ImportError: x"
+    assert probes["python3.12"]["error"] == "non-zero return code"
+
+
+def test_gpu_variant_only_where_a_gpu_lock_exists() -> None:
+    envs = normalized(env(requirements_gpu="gpu.txt"), env(name="plain"))
+    planned = f.plan(envs, [req("keras3-tensorflow", "six==1.17.0\n"), req("plain", "six==1.17.0\n")],
+                     {"python3.11": PY311}, True)["envs"]
+    assert [e["variant"] for e in planned] == ["gpu", "cpu"]
+
+
+def test_installed_and_config_from_build_results() -> None:
+    results = [
+        {"item": {"name": "a", "state": "present", "backends": ["theano"]}, "path": "/r/a", "python": "/r/a/bin/python"},
+        {"item": {"name": "b", "state": "absent", "backends": ["tensorflow"]}, "path": "/r/b", "python": "/r/b/bin/python"},
+        {"item": {"name": "c", "state": "present", "backends": ["tensorflow", "jax"]}, "skipped": True},
+    ]
+    installed = f.installed(results)
+    assert installed == [{"name": "a", "path": "/r/a", "python": "/r/a/bin/python", "backends": ["theano"]}]
+    assert f.envs_config(installed) == {"envs": [{"name": "a", "python": "/r/a/bin/python", "backends": ["theano"]}]}
+
+
+# --- wheels ---------------------------------------------------------------------------------
+
+
+def test_wheel_target_for_bookworm() -> None:
+    target = f.wheel_target(PY311)
+    assert target["tag"] == "cp311-x86_64-glibc2.36" and target["abi"] == "cp311"
+    assert target["platforms"][0] == "manylinux_2_36_x86_64" and target["platforms"][-1] == "linux_x86_64"
+    assert "manylinux_2_5_x86_64" in target["platforms"] and "manylinux2014_x86_64" in target["platforms"]
+    assert "manylinux_2_37_x86_64" not in target["platforms"]
+
+
+@pytest.mark.parametrize(("filename", "ok"), [
+    ("numpy-1.23.5-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", True),
+    ("numpy-1.23.5-cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", False),
+    ("numpy-1.23.5-cp311-cp311-manylinux_2_38_x86_64.whl", False),  # newer glibc than the node
+    ("numpy-1.23.5-cp311-cp311-musllinux_1_1_x86_64.whl", False),
+    ("numpy-1.23.5-cp311-cp311-manylinux_2_17_aarch64.whl", False),
+    ("six-1.17.0-py2.py3-none-any.whl", True),
+    ("optree-0.20.0-cp39-abi3-manylinux_2_17_x86_64.whl", True),
+    ("optree-0.20.0-cp312-abi3-manylinux_2_17_x86_64.whl", False),  # abi3 from a newer Python
+    ("theano-1.0.5-py3-none-any.whl", True),
+    ("Theano-1.0.5.tar.gz", True),
+])
+def test_file_matches_the_interpreter(filename: str, ok: bool) -> None:
+    info = f.parse_distribution_file(filename)
+    assert info is not None
+    assert f.file_matches(info, f.wheel_target(PY311)) is ok
+
+
+def test_wheelhouse_problems_name_env_and_missing_pins() -> None:
+    envs = [{"name": "k2", "state": "present", "pins": ["numpy==1.23.5", "six==1.17.0", "keras-applications==1.0.8",
+                                                         "theano==1.0.5"], "target": f.wheel_target(PY311)},
+            {"name": "built", "state": "present", "pins": ["absent==1.0"], "target": f.wheel_target(PY311)}]
+    files = ["/w/numpy-1.23.5-cp310-cp310-manylinux2014_x86_64.whl", "/w/six-1.17.0-py2.py3-none-any.whl",
+             "/w/Keras_Applications-1.0.8-py3-none-any.whl", "/w/theano-1.0.5-py3-none-any.whl",
+             "/w/requirements.txt"]
+    problems = f.wheelhouse_problems(envs, files, "/w", ["k2"])
+    assert problems == ["env 'k2': the wheelhouse /w has no file for numpy==1.23.5 usable by cp311 on x86_64 "
+                        "(glibc 2.36); rebuild it with playbooks/wheelhouse.yml"]
+    assert len(f.wheelhouse_problems(envs, files, "/w")) == 2  # None: check every env
+
+
+def test_wheelhouse_jobs_download_once_per_target_and_lock() -> None:
+    one = {"name": "k3", "state": "present", "target": f.wheel_target(PY311), "requirements_text": "six==1.17.0\n"}
+    other = dict(one, target=f.wheel_target(dict(PY311, version="3.13", libc=["glibc", "2.41"])))
+    jobs = f.wheelhouse_jobs([[one], [dict(one)], [one, other], [{"name": "x", "state": "absent"}]])
+    assert [(j["tag"], j["envs"]) for j in jobs] == [("cp311-x86_64-glibc2.36", ["k3"]),
+                                                     ("cp313-x86_64-glibc2.41", ["k3"])]
+    assert len(jobs[0]["id"]) == 12
+
+
+def test_filters_are_registered_and_wrap_errors() -> None:
+    filters = f.FilterModule().filters()
+    assert {"python_envs_definition_problems", "python_envs_normalize", "python_envs_requirement_sources",
+            "python_envs_plan", "python_envs_wheelhouse_problems", "python_envs_wheelhouse_jobs",
+            "python_envs_installed", "python_envs_config", "python_envs_wheel_target",
+            "python_envs_parse_requirements"} <= set(filters)
+    with pytest.raises(AnsibleFilterError, match="python_envs filter wheel_target"):
+        filters["python_envs_wheel_target"]({"version": "three"})
