@@ -582,3 +582,103 @@ def test_script_runs_as_a_program(tmp_path: Path) -> None:
                          check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("dl-verify: error: expectations are not valid JSON")
     assert "Traceback" not in bad.stderr
+
+
+# --- --reuse: a passing report printed again while nothing it depends on changed -------------
+
+
+def counting_node(root: Path) -> tuple[list[str], Path, Path]:
+    """A healthy node whose one env counts its probe runs; returns (args, counter, site-packages)."""
+    data = root / "canned" / "probe.json"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text(fixture("probe-keras2-theano.json"))
+    counter = root / "probe-runs"
+    env = root / "envs" / "keras2-theano"
+    site = env / "lib" / "python3.11" / "site-packages"
+    (site / "keras").mkdir(parents=True)
+    py = write_exe(env / "bin" / "python", f"echo run >> '{counter}'\ncat '{data}'\n")
+    write_keras_json(root / "home" / ".keras")
+    (root / "envs.json").write_text(json.dumps({"envs": [{"name": "keras2-theano", "backends": ["theano"],
+                                                          "python": str(py)}]}))
+    args = ["--json", "--cuda-root", str(root / "local"), "--envs-config", str(root / "envs.json"),
+            "--state-dir", str(root / "state"), "--reuse", "3600"]
+    return args, counter, site
+
+
+def probe_runs(counter: Path) -> int:
+    return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+
+def test_reuse_prints_the_stored_report_until_something_changes(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args, counter, site = counting_node(node)
+    assert dv.main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert probe_runs(counter) == 1 and "reused" not in first
+    state = node / "state" / f"{dv.resolve_user(None).name}.json"
+    assert state.stat().st_mode & 0o777 == 0o600 and (node / "state").stat().st_mode & 0o777 == 0o700
+
+    assert dv.main(args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert probe_runs(counter) == 1, "nothing changed: no probe"
+    assert again["reused"]["from"] == first["time"] and again["checks"] == first["checks"]
+
+    # each of these must make the next run check for real
+    changes = [
+        lambda: write_keras_json(node / "home" / ".keras", floatx="float64"),       # the user's config
+        lambda: (site / "numpy-1.23.5.dist-info").mkdir(),                           # pip installed a package
+        lambda: (site / "keras").rename(site / "keras.hidden"),                       # a package hidden
+        lambda: (node / "home" / ".theanorc").write_text("[global]\ndevice = cpu\n"),  # Theano config
+        lambda: (node / "local" / "cuda-12.8").mkdir(),                              # a CUDA toolkit
+    ]
+    for number, change in enumerate(changes, start=2):
+        change()
+        assert dv.main(args) == 0
+        assert "reused" not in json.loads(capsys.readouterr().out)
+        assert probe_runs(counter) == number
+        assert dv.main(args) == 0
+        assert json.loads(capsys.readouterr().out)["reused"]
+        assert probe_runs(counter) == number
+
+
+def test_reuse_depends_on_options_expectations_and_age(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args, counter, _ = counting_node(node)
+    assert dv.main(args) == 0 and probe_runs(counter) == 1
+    assert dv.main([*args, "--quick"]) == 0 and probe_runs(counter) == 2           # other options
+    assert dv.main([*args, "--expect-json", '{"floatx": "float32"}']) == 0 and probe_runs(counter) == 3
+    assert dv.main([*args, "--expect-json", '{"floatx": "float32"}']) == 0 and probe_runs(counter) == 3
+    state = node / "state" / f"{dv.resolve_user(None).name}.json"
+    stored = json.loads(state.read_text())
+    stored["epoch"] -= 7200  # older than --reuse 3600
+    state.write_text(json.dumps(stored))
+    assert dv.main([*args, "--expect-json", '{"floatx": "float32"}']) == 0 and probe_runs(counter) == 4
+    capsys.readouterr()
+
+
+def test_reuse_never_keeps_a_failing_report(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args, counter, _ = counting_node(node)
+    assert dv.main(args) == 0
+    failing = [*args, "--expect-json", '{"floatx": "float16"}']
+    assert dv.main(failing) == 1 and dv.main(failing) == 1
+    assert probe_runs(counter) == 3
+    assert not (node / "state" / f"{dv.resolve_user(None).name}.json").exists()
+    capsys.readouterr()
+
+
+def test_reuse_in_the_table_and_without_a_writable_state_dir(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args, counter, _ = counting_node(node)
+    table_args = [a for a in args if a != "--json"]
+    assert dv.main(table_args) == 0 and dv.main(table_args) == 0
+    out = capsys.readouterr().out
+    assert out.count("(reused: the report of ") == 1 and probe_runs(counter) == 1
+    blocked = node / "blocked"
+    blocked.write_text("a file where the state directory should be")
+    nowhere = [*table_args[:-4], "--state-dir", str(blocked / "state"), "--reuse", "60"]
+    assert dv.main(nowhere) == 0
+    captured = capsys.readouterr()
+    assert "cannot keep the report for --reuse" in captured.err and "-- OK" in captured.out
+
+
+def test_reuse_must_not_be_negative(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (node / "envs.json").write_text('{"envs": []}')
+    assert dv.main(["--envs-config", str(node / "envs.json"), "--reuse", "-1"]) == 2
+    assert "--reuse must be 0 or more seconds" in capsys.readouterr().err

@@ -104,3 +104,13 @@ def test_failures_list_required_failed_checks_only() -> None:
 def test_filters_are_registered() -> None:
     assert set(dv.FilterModule().filters()) == {
         "dl_verify_expectations", "dl_verify_result", "dl_verify_report_rows", "dl_verify_report_columns", "dl_verify_failures"}
+
+
+def test_report_rows_say_when_and_whether_reused() -> None:
+    fresh = {**report(True, CHECKS[:2]), "time": "2026-11-21T10:00:00+00:00"}
+    reused = {**fresh, "reused": {"from": fresh["time"], "age_s": 60}}
+    rows = dv.report_rows({"a": [{"user": "u", "rc": 0, "report": fresh}], "b": [{"user": "u", "rc": 0, "report": reused}]})
+    assert [(r["verified"], r["reused"]) for r in rows] == [("2026-11-21T10:00:00+00:00", False),
+                                                            ("2026-11-21T10:00:00+00:00", True)]
+    (missing,) = dv.report_rows({"c": [{"user": "u", "rc": 1, "report": None, "error": "boom"}]})
+    assert missing["verified"] == "" and missing["reused"] is False

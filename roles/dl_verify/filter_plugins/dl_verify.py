@@ -76,7 +76,8 @@ def report_rows(hosts: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     Returns:
         One row per host and user, sorted: ``host``, ``user``, ``ok``, ``checks`` (check id
-        -> {status, reason, summary}) and ``error`` (why there is no report).
+        -> {status, reason, summary}), ``verified`` (when the checks ran), ``reused`` (the
+        report is a stored one, see dl-verify --reuse) and ``error`` (why there is no report).
     """
     rows = []
     for host in sorted(hosts):
@@ -96,6 +97,8 @@ def report_rows(hosts: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "user": result.get("user") or report.get("user") or "",
                 "ok": bool(report.get("ok")) and result.get("rc") == 0,
                 "checks": checks,
+                "verified": report.get("time") or "",
+                "reused": bool(report.get("reused")),
                 "error": result.get("error") or ("" if report else f"no report (exit {result.get('rc')})"),
             })
     return rows
