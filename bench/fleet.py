@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Fleet benchmark: converge the demo fleet with 1, 2, 4 and 8 nodes and report the cost.
+
+For each fleet size N it starts N demo nodes (Debian 12 containers with sshd, as
+``scripts/demo up``) with COLD caches of its own, then measures:
+
+* the first converge (``playbooks/wheelhouse.yml`` then ``site.yml``, as ``scripts/demo``): wall time, CPU seconds on the controller (this process's
+  children) and inside the nodes (their cgroups' cpuacct usage);
+* bytes downloaded from outside: the growth of the fleet's apt cache (apt-cacher-ng) and of
+  the controller's wheelhouse, the only ways out for packages in this setup;
+* a no-change re-run of both: wall time and the sum of ``changed`` over every host's recap;
+* ``playbooks/add_user.yml`` for one user: wall time.
+
+It prints a Markdown table (and writes it with ``--out``). Usage::
+
+    bench/fleet.py [--sizes 1,2,4,8] [--out docs/fleet-benchmark.md] [--keep]
+
+Run it as root on a machine prepared by ``scripts/setup``; it needs several GB of disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".cache" / "bench"
+IMAGE = "localhost/dlstack/debian:12-sshd"
+FIRST_PORT = 2301
+RECAP = re.compile(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
+
+
+@dataclass
+class Result:
+    """What one fleet size measured."""
+
+    nodes: int
+    first_wall: float
+    controller_cpu: float
+    nodes_cpu: float
+    outside_bytes: int
+    rerun_wall: float
+    rerun_changed: int
+    add_user_wall: float
+
+
+def run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
+    """Run a command, log its output, fail loudly; return (seconds, output)."""
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    seconds = time.monotonic() - start
+    log.write_text(proc.stdout)
+    if proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed (exit {proc.returncode}); see {log}")
+    return seconds, proc.stdout
+
+
+def converge(inv: Path, extra: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
+    """What `scripts/demo` runs: the wheelhouse, then site.yml; (seconds, both outputs)."""
+    first, out1 = run(["ansible-playbook", "-i", str(inv), "playbooks/wheelhouse.yml", *extra], env,
+                      log.with_name(log.name + "-wheelhouse.log"))
+    second, out2 = run(["ansible-playbook", "-i", str(inv), "site.yml", *extra], env, log.with_name(log.name + "-site.log"))
+    return first + second, out1 + out2
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def node_cpu(names: list[str]) -> float:
+    """CPU seconds the named containers have used, from their cgroups."""
+    total = 0.0
+    for name in names:
+        path = subprocess.run(["podman", "inspect", "--format", "{{.State.CgroupPath}}", name],
+                              text=True, capture_output=True, check=True).stdout.strip()
+        for candidate in (Path("/sys/fs/cgroup/cpuacct") / path.lstrip("/") / "cpuacct.usage",
+                          Path("/sys/fs/cgroup") / path.lstrip("/") / "cpu.stat"):
+            if candidate.name == "cpuacct.usage" and candidate.exists():
+                total += int(candidate.read_text()) / 1e9
+                break
+            if candidate.name == "cpu.stat" and candidate.exists():
+                stat = dict(line.split() for line in candidate.read_text().splitlines())
+                total += int(stat["usage_usec"]) / 1e6
+                break
+    return total
+
+
+def du_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def write_inventory(size: int, inv: Path) -> None:
+    inv.mkdir(parents=True, exist_ok=True)
+    hosts = "\n".join(f"        node{i:02d}: {{ansible_port: {FIRST_PORT + i}, dlstack_demo_image: \"{IMAGE}\"}}"
+                      for i in range(1, size + 1))
+    (inv / "hosts.yml").write_text(f"---\nall:\n  children:\n    gpu_nodes:\n      hosts:\n{hosts}\n    workstations:\n      hosts: {{}}\n")
+    group_vars = inv / "group_vars"
+    if group_vars.exists() or group_vars.is_symlink():
+        group_vars.unlink() if group_vars.is_symlink() else shutil.rmtree(group_vars)
+    group_vars.symlink_to(ROOT / "inventory" / "demo" / "group_vars")
+
+
+def bench(size: int, keep: bool) -> Result:
+    base = WORK / f"n{size}"
+    cache = base / "cache"
+    if cache.exists():
+        shutil.rmtree(cache)  # cold caches for every size
+    for sub in ("apt/debian12", "apt/debian13", "pip", "apt-cacher-ng"):
+        (cache / sub).mkdir(parents=True, exist_ok=True)
+    inv = base / "inventory" / "demo"
+    write_inventory(size, inv)
+    env = dict(os.environ, DLSTACK_CACHE_DIR=str(cache), DLSTACK_DEMO_INVENTORY=str(inv),
+               DLSTACK_DEMO_KEY=str(ROOT / ".cache" / "demo" / "id_ed25519"),
+               PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", ANSIBLE_NOCOLOR="1")
+    # the demo inventory installs the envs offline from $DLSTACK_CACHE_DIR/wheelhouse
+    wheelhouse = cache / "wheelhouse"
+    extra = ["-e", f"dl_verify_report_dir={base / 'reports'}"]
+    names = [f"dlstack-demo-node{i:02d}" for i in range(1, size + 1)]
+    run(["scripts/demo", "down"], env, base / "down0.log")
+    run(["scripts/demo", "up"], env, base / "up.log")
+    try:
+        cpu0, node0, bytes0 = children_cpu(), node_cpu(names), du_bytes(cache / "apt-cacher-ng") + du_bytes(wheelhouse)
+        first_wall, _ = converge(inv, extra, env, base / "first")
+        controller = children_cpu() - cpu0
+        nodes = node_cpu(names) - node0
+        outside = du_bytes(cache / "apt-cacher-ng") + du_bytes(wheelhouse) - bytes0
+        rerun_wall, out = converge(inv, extra, env, base / "rerun")
+        changed = sum(int(m.group(2)) for m in RECAP.finditer(out))
+        add_wall, _ = run(["ansible-playbook", "-i", str(inv), "playbooks/add_user.yml", "-e", "user=bob", *extra],
+                          env, base / "add_user.log")
+    finally:
+        if not keep:
+            subprocess.run(["scripts/demo", "down"], cwd=ROOT, env=env, capture_output=True, check=False)
+    return Result(size, first_wall, controller, nodes, outside, rerun_wall, changed, add_wall)
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        f"Fleet benchmark on {platform.node()} ({os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB), {time.strftime('%Y-%m-%d')}",
+        "",
+        "| nodes | first converge (s) | controller CPU (s) | nodes CPU (s) | from outside (MB) | no-change re-run (s) | re-run changed | add_user (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(f"| {r.nodes} | {r.first_wall:.0f} | {r.controller_cpu:.0f} | {r.nodes_cpu:.0f} | "
+                     f"{r.outside_bytes / 1e6:.0f} | {r.rerun_wall:.0f} | {r.rerun_changed} | {r.add_user_wall:.0f} |")
+    if len(results) > 1:
+        one, most = results[0], results[-1]
+        lines += ["",
+                  f"- bytes from outside, {most.nodes} vs {one.nodes} node(s): {most.outside_bytes / max(one.outside_bytes, 1):.2f}x (target <= 1.1x)",
+                  f"- no-change re-run vs first converge ({most.nodes} nodes): {most.rerun_wall / most.first_wall:.2f} (target < 0.1), changed={most.rerun_changed}",
+                  f"- add_user, {most.nodes} vs {one.nodes} node(s): {most.add_user_wall / max(one.add_user_wall, 1e-9):.2f}x (target <= 2x)"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1,2,4,8", help="fleet sizes, comma-separated (default 1,2,4,8)")
+    parser.add_argument("--out", type=Path, help="also write the Markdown table here")
+    parser.add_argument("--keep", action="store_true", help="leave the last fleet running")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if not sizes or min(sizes) < 1 or max(sizes) > 50:
+        parser.error("--sizes takes whole numbers between 1 and 50")
+    results = []
+    for size in sizes:
+        print(f"bench: {size} node(s) ...", flush=True)
+        results.append(bench(size, args.keep and size == sizes[-1]))
+        print(table(results[-1:]).splitlines()[-1], flush=True)
+    text = table(results)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
