@@ -622,6 +622,12 @@ def test_reuse_prints_the_stored_report_until_something_changes(node: Path, caps
     assert probe_runs(counter) == 1, "nothing changed: no probe"
     assert again["reused"]["from"] == first["time"] and again["checks"] == first["checks"]
 
+    # a bytecode cache written by a root interpreter is no change
+    (site / "__pycache__").mkdir()
+    (site / "__pycache__" / "hook.cpython-311.pyc").write_bytes(b"\0")
+    assert dv.main(args) == 0
+    assert json.loads(capsys.readouterr().out)["reused"] and probe_runs(counter) == 1
+
     # each of these must make the next run check for real
     changes = [
         lambda: write_keras_json(node / "home" / ".keras", floatx="float64"),       # the user's config
@@ -630,10 +636,14 @@ def test_reuse_prints_the_stored_report_until_something_changes(node: Path, caps
         lambda: (node / "home" / ".theanorc").write_text("[global]\ndevice = cpu\n"),  # Theano config
         lambda: (node / "local" / "cuda-12.8").mkdir(),                              # a CUDA toolkit
     ]
+    why = ["files:" + str(node / "home" / ".keras" / "keras.json"), "envs:keras2-theano", "envs:keras2-theano",
+           "files:" + str(node / "home" / ".theanorc"), "cuda, cudnn"]
     for number, change in enumerate(changes, start=2):
         change()
         assert dv.main(args) == 0
-        assert "reused" not in json.loads(capsys.readouterr().out)
+        fresh = json.loads(capsys.readouterr().out)
+        assert "reused" not in fresh
+        assert fresh["not_reused"] == f"changed since the last passing run: {why[number - 2]}"
         assert probe_runs(counter) == number
         assert dv.main(args) == 0
         assert json.loads(capsys.readouterr().out)["reused"]
