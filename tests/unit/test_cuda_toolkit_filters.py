@@ -4,29 +4,20 @@ preflight combines them with the compatibility filters of plugins/filter/dlstack
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from plugin_loader import load_by_path
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "cuda_toolkit"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ct = _load("cuda_toolkit_filters", ROLE / "filter_plugins" / "cuda_toolkit.py")
-compat = _load("dlstack_compat_for_cuda_toolkit", ROOT / "plugins" / "filter" / "dlstack_compat.py")
+ct = load_by_path("cuda_toolkit_filters", ROLE / "filter_plugins" / "cuda_toolkit.py")
+compat = load_by_path("dlstack_compat_for_cuda_toolkit", ROOT / "plugins" / "filter" / "dlstack_compat.py")
 KNOWN = compat.dlstack_cuda_known_versions()
 DEBIAN12 = {"version": "11.8", "package": "nvidia-cuda-toolkit"}
 

@@ -4,29 +4,20 @@ role makes (TensorFlow warnings, Theano's cuDNN use) with its defaults."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from plugin_loader import load_by_path
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "cudnn"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cd = _load("cudnn_filters", ROLE / "filter_plugins" / "cudnn.py")
-compat = _load("dlstack_compat_for_cudnn", ROOT / "plugins" / "filter" / "dlstack_compat.py")
+cd = load_by_path("cudnn_filters", ROLE / "filter_plugins" / "cudnn.py")
+compat = load_by_path("dlstack_compat_for_cudnn", ROOT / "plugins" / "filter" / "dlstack_compat.py")
 
 SHA = "a" * 64
 NAME = "cudnn-linux-x86_64-9.3.0.75_cuda12-archive.tar.xz"

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from plugin_loader import load_by_path
 
 ROOT = Path(__file__).resolve().parents[2]
 # inventory -> the Debian release of each group's hosts, which decides the envs (python_envs vars)
@@ -36,16 +36,7 @@ PLAYBOOK_VARIABLES = {
 }
 
 
-def _filters() -> Any:
-    path = ROOT / "roles" / "dl_user_config" / "filter_plugins" / "dl_user_config.py"
-    spec = importlib.util.spec_from_file_location("dl_user_config_filters_inv", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ducf = _filters()
+ducf = load_by_path("dl_user_config_filters_inv", ROOT / "roles/dl_user_config/filter_plugins/dl_user_config.py")
 
 
 def role_variables() -> set[str]:
