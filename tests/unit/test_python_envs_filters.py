@@ -300,10 +300,27 @@ def test_wheelhouse_jobs_download_once_per_target_and_lock() -> None:
     assert len(jobs[0]["id"]) == 12
 
 
+def test_wheelhouse_missing_skips_a_download_only_when_every_pin_has_a_usable_file() -> None:
+    env = {"name": "k2", "state": "present", "target": f.wheel_target(PY311),
+           "requirements_text": "numpy==1.23.5\ntheano==1.0.5\n", "pins": ["numpy==1.23.5", "theano==1.0.5"]}
+    job = f.wheelhouse_jobs([[env]])[0]
+    assert job["pins"] == ["numpy==1.23.5", "theano==1.0.5"]
+    assert f.wheelhouse_missing(job, []) == ["numpy==1.23.5", "theano==1.0.5"]
+    numpy_wheel = "numpy-1.23.5-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    # an sdist counts (the playbook builds it into a wheel next), as does the wheel built from it
+    assert f.wheelhouse_missing(job, [numpy_wheel, "Theano-1.0.5.tar.gz"]) == []
+    assert f.wheelhouse_missing(job, ["/w/" + numpy_wheel, "/w/theano-1.0.5-py3-none-any.whl"]) == []
+    # another version, or a wheel for another interpreter, does not
+    assert f.wheelhouse_missing(job, ["numpy-1.24.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+                                      "numpy-1.23.5-cp313-cp313-manylinux_2_17_x86_64.whl",
+                                      "theano-1.0.5-py3-none-any.whl"]) == ["numpy==1.23.5"]
+
+
 def test_filters_are_registered_and_wrap_errors() -> None:
     filters = f.FilterModule().filters()
     assert {"python_envs_definition_problems", "python_envs_normalize", "python_envs_requirement_sources",
             "python_envs_plan", "python_envs_wheelhouse_problems", "python_envs_wheelhouse_jobs",
+            "python_envs_wheelhouse_missing",
             "python_envs_installed", "python_envs_config", "python_envs_wheel_target",
             "python_envs_parse_requirements"} <= set(filters)
     with pytest.raises(AnsibleFilterError, match="python_envs filter wheel_target"):

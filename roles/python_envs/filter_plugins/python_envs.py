@@ -12,6 +12,7 @@ there is one, the package) and so that the rules are unit-tested (tests/unit/).
   rejects conflicting pins, and resolves each env to what the build module needs.
 * ``python_envs_installed``: the public ``python_envs_installed`` fact from the builds.
 * ``python_envs_wheelhouse_jobs``: the distinct downloads the nodes' envs need.
+* ``python_envs_wheelhouse_missing``: a download's pins that have no file yet.
 * ``python_envs_wheel_target``: the wheel tags an interpreter accepts (for the wheelhouse).
 * ``python_envs_wheelhouse_problems``: pins with no usable file in an offline wheelhouse.
 """
@@ -338,7 +339,8 @@ def wheelhouse_jobs(env_lists: Iterable[Any]) -> list[dict[str, Any]]:
                 continue
             key = (env["target"]["tag"], env["requirements_text"])
             job = jobs.setdefault(key, {"tag": env["target"]["tag"], "target": env["target"],
-                                        "requirements": env["requirements_text"], "envs": [],
+                                        "requirements": env["requirements_text"],
+                                        "pins": list(env.get("pins", [])), "envs": [],
                                         "id": hashlib.sha256(env["requirements_text"].encode()).hexdigest()[:12]})
             if env["name"] not in job["envs"]:
                 job["envs"].append(env["name"])
@@ -434,6 +436,37 @@ def file_matches(info: Mapping[str, Any], target: Mapping[str, Any]) -> bool:
             and any(_platform_ok(p, target) for p in info["platform"]))
 
 
+def _index_files(filenames: Iterable[str]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Parsed distribution files by (normalized name, version)."""
+    files: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for filename in filenames:
+        info = parse_distribution_file(filename)
+        if info:
+            files.setdefault((info["key"], normalize_version(info["version"])), []).append(info)
+    return files
+
+
+def _missing_pins(pins: Iterable[str], target: Mapping[str, Any],
+                  files: Mapping[tuple[str, str], list[dict[str, Any]]]) -> list[str]:
+    """The ``name==version`` pins with no file the target interpreter can install."""
+    missing = []
+    for pin in pins:
+        key, version = pin.split("==", 1)
+        if not any(file_matches(c, target) for c in files.get((key, normalize_version(version)), [])):
+            missing.append(pin)
+    return missing
+
+
+def wheelhouse_missing(job: Mapping[str, Any], filenames: Iterable[str]) -> list[str]:
+    """The pins of one wheelhouse job (``python_envs_wheelhouse_jobs``) not downloaded yet.
+
+    Empty when every pinned distribution already has a file for the job's target in the
+    listed files: playbooks/wheelhouse.yml then skips ``pip download`` (which would ask the
+    index about every pin again) for that job.
+    """
+    return _missing_pins(job["pins"], job["target"], _index_files(filenames))
+
+
 def wheelhouse_problems(envs: list[Mapping[str, Any]], filenames: Iterable[str], wheelhouse: str,
                         needs_build: Iterable[str] | None = None) -> list[str]:
     """Pins of the envs (to build) that have no installable file in the wheelhouse.
@@ -441,11 +474,7 @@ def wheelhouse_problems(envs: list[Mapping[str, Any]], filenames: Iterable[str],
     One message per env, naming the env, the interpreter's tags and each missing
     ``name==version``; envs not in ``needs_build`` (already built) are not checked.
     """
-    files: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for filename in filenames:
-        info = parse_distribution_file(filename)
-        if info:
-            files.setdefault((info["key"], normalize_version(info["version"])), []).append(info)
+    files = _index_files(filenames)
     wanted = None if needs_build is None else set(needs_build)
     problems: list[str] = []
     for env in envs:
@@ -454,12 +483,7 @@ def wheelhouse_problems(envs: list[Mapping[str, Any]], filenames: Iterable[str],
         if wanted is not None and env["name"] not in wanted:
             continue
         target = env["target"]
-        missing = []
-        for pin in env["pins"]:
-            key, version = pin.split("==", 1)
-            candidates = files.get((key, normalize_version(version)), [])
-            if not any(file_matches(c, target) for c in candidates):
-                missing.append(pin)
+        missing = _missing_pins(env["pins"], target, files)
         if missing:
             problems.append(f"env '{env['name']}': the wheelhouse {wheelhouse} has no file for "
                             f"{', '.join(missing)} usable by {target['abi']} on {target['machine']} "
@@ -499,6 +523,7 @@ class FilterModule:
             "python_envs_wheel_target": _checked(wheel_target),
             "python_envs_wheelhouse_problems": _checked(wheelhouse_problems),
             "python_envs_wheelhouse_jobs": _checked(wheelhouse_jobs),
+            "python_envs_wheelhouse_missing": _checked(wheelhouse_missing),
             "python_envs_installed": _checked(installed),
             "python_envs_config": _checked(envs_config),
         }
