@@ -49,14 +49,28 @@ SECTION = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
 RESERVED_SECTIONS = ("global", "blas", "cuda", "dnn")
 
 
+def _plain(value: Any) -> Any:
+    """A deep copy made of plain dicts and lists.
+
+    Ansible 2.19 hands filters lazy containers that hold the whole variable context:
+    ``copy.deepcopy`` of one copies every host's variables too (seconds per host late in
+    site.yml). Rebuilding the data instead copies only the data.
+    """
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
 def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``base`` with ``top`` merged in; nested dicts merge, anything else replaces."""
-    out = copy.deepcopy(dict(base))
+    out = _plain(base)
     for key, value in top.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = _deep_merge(out[key], value)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = _plain(value)
     return out
 
 
@@ -119,7 +133,7 @@ def effective_users(
         theano = _deep_merge(settings.get("theano", {}), user.get("theano") or {})
         if isinstance(theano.get("base_compiledir"), str):
             theano["base_compiledir"] = theano["base_compiledir"].replace("{user}", user["name"])
-        entry = {k: copy.deepcopy(v) for k, v in user.items() if k not in ("keras", "theano")}
+        entry = {k: _plain(v) for k, v in user.items() if k not in ("keras", "theano")}
         entry.update(keras=keras, theano=theano)
         entry.setdefault("create", bool(create_default))
         entry.setdefault("state", "present")
@@ -250,7 +264,7 @@ def account_errors(users: Iterable[Mapping[str, Any]], passwd: Mapping[str, Any]
 
     Args:
         users: the output of ``effective_users``.
-        passwd: ``ansible_facts['getent_passwd']`` (user name -> passwd fields).
+        passwd: the accounts (user name -> passwd fields, as ``getent passwd``).
     """
     return [
         f"user {user['name']}: account = missing; allowed: an existing account, or create: true"
@@ -285,24 +299,23 @@ def json_dict(text: str | None) -> dict[str, Any] | None:
 
 
 def path_errors(results: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Problems found by stat-ing each user's config locations as that user.
+    """Problems found by inspecting each user's config locations as that user.
 
     Args:
-        results: the ``results`` of a looped ``ansible.builtin.stat`` (``follow: false``)
-            whose items are ``[user, relative_path]``; the relative path ``''`` is the home.
+        results: the ``paths`` of the ``dl_user_config_info`` module: one entry per user and
+            path relative to the home (``''`` is the home), each with ``user``, ``path`` and
+            either ``stat`` (``exists``, ``isdir``, ``islnk``, ``lnk_target``, ``path``) or
+            ``failed`` and ``msg``.
 
     Returns:
         One message per home that is missing, per config location that is a symbolic link
         (the user controls it: dlstack refuses to follow it rather than write elsewhere),
-        ``~/.keras`` that is not a directory, and stat calls that failed.
+        ``~/.keras`` that is not a directory, and locations that could not be inspected.
     """
     errors: list[str] = []
     for result in results:
-        item = result.get("item") or [{}, ""]
-        user, rel = str(item[0].get("name")), str(item[1])
+        user, rel = str(result.get("user")), str(result.get("path", ""))
         where = f"~/{rel}" if rel else "home"
-        if result.get("skipped"):
-            continue
         if result.get("failed") or "stat" not in result:
             errors.append(f"user {user}: cannot inspect {where} as the user: {result.get('msg', 'unknown error')}")
             continue
@@ -312,11 +325,50 @@ def path_errors(results: Iterable[Mapping[str, Any]]) -> list[str]:
                 errors.append(f"user {user}: home {st.get('path', '?')} = missing or not a directory; "
                               "allowed: an existing home directory")
         elif st.get("islnk"):
-            errors.append(f"user {user}: {where} = a symbolic link to {st.get('lnk_source') or st.get('lnk_target')!r}; "
+            errors.append(f"user {user}: {where} = a symbolic link to {st.get('lnk_target')!r}; "
                           "allowed: a real file or directory inside the home (dlstack does not follow links the user controls)")
         elif rel == ".keras" and st.get("exists") and not st.get("isdir"):
             errors.append(f"user {user}: {where} = not a directory; allowed: a directory")
     return errors
+
+
+def file_is(state: Mapping[str, Any] | None, content: str, mode: str, uid: int | None = None,
+            gid: int | None = None) -> bool:
+    """True when a file state read by ``dl_user_config_info`` already is what a write would make.
+
+    Args:
+        state: ``stat`` of a path read with its content (``exists``, ``islnk``, ``isdir``,
+            ``mode``, ``uid``, ``gid``, ``content``); empty or None when nothing was read.
+        content: the wanted text; mode: the wanted mode (``'0644'``); uid, gid: the wanted
+            owner when given.
+
+    A link, a directory, another content, mode or owner, or a file not read: False (write it).
+    """
+    if not state or not state.get("exists") or state.get("islnk") or state.get("isdir"):
+        return False
+    return (state.get("content") == content and state.get("mode") == mode
+            and (uid is None or state.get("uid") == uid) and (gid is None or state.get("gid") == gid))
+
+
+def dir_is(state: Mapping[str, Any] | None, mode: str) -> bool:
+    """True when a directory state read by ``dl_user_config_info`` already is a real directory of that mode."""
+    return bool(state and state.get("exists") and state.get("isdir") and not state.get("islnk")
+                and state.get("mode") == mode)
+
+
+def passwd_entry(result: Mapping[str, Any]) -> list[str]:
+    """``getent passwd`` fields of an account from an ``ansible.builtin.user`` result that created it."""
+    for key in ("uid", "group", "home"):
+        if result.get(key) is None:
+            raise AnsibleFilterError(f"dl_user_config_passwd_entry: the user result has no {key!r}")
+    return ["x", str(result["uid"]), str(result["group"]), str(result.get("comment") or ""), str(result["home"]),
+            str(result.get("shell") or "")]
+
+
+def public_envs(envs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The envs that exist on the node as ``dl_user_config_node_envs``: name, python, backends."""
+    return [{"name": e["name"], "python": e["python"], "backends": list(e.get("backends") or [])}
+            for e in envs if e.get("exists")]
 
 
 def cudnn_from_header(text: str | None) -> str:
@@ -343,5 +395,9 @@ class FilterModule:
             "dl_user_config_only_errors": only_errors,
             "dl_user_config_json_dict": json_dict,
             "dl_user_config_path_errors": path_errors,
+            "dl_user_config_file_is": file_is,
+            "dl_user_config_dir_is": dir_is,
+            "dl_user_config_passwd_entry": passwd_entry,
+            "dl_user_config_public_envs": public_envs,
             "dl_user_config_cudnn_from_header": cudnn_from_header,
         }
