@@ -237,24 +237,23 @@ def test_json_dict(text: str | None, parsed: dict[str, Any] | None) -> None:
 
 
 def stat_result(user: str, rel: str, **st: Any) -> dict[str, Any]:
-    return {"item": [{"name": user}, rel], "stat": {"path": f"/home/{user}/{rel}".rstrip("/"), **st}}
+    return {"user": user, "path": rel, "stat": {"path": f"/home/{user}/{rel}".rstrip("/"), **st}}
 
 
 def test_path_errors_accept_a_normal_home() -> None:
     results = [stat_result("alice", "", exists=True, isdir=True, islnk=False),
                stat_result("alice", ".keras", exists=True, isdir=True, islnk=False),
                stat_result("alice", ".keras/keras.json", exists=False),
-               stat_result("alice", ".theanorc", exists=True, isdir=False, islnk=False),
-               {"item": [{"name": "ghost"}, ""], "skipped": True}]
+               stat_result("alice", ".theanorc", exists=True, isdir=False, islnk=False)]
     assert duc.path_errors(results) == []
 
 
 def test_path_errors_refuse_links_missing_homes_and_failures() -> None:
-    results = [stat_result("mallory", ".keras", exists=True, islnk=True, lnk_source="/etc"),
-               stat_result("mallory", ".theanorc", exists=True, islnk=True, lnk_source="/etc/shadow"),
+    results = [stat_result("mallory", ".keras", exists=True, islnk=True, lnk_target="/etc"),
+               stat_result("mallory", ".theanorc", exists=True, islnk=True, lnk_target="/etc/shadow"),
                stat_result("nohome", "", exists=False),
                stat_result("dave", ".keras", exists=True, isdir=False, islnk=False),
-               {"item": [{"name": "erin"}, ".keras"], "failed": True, "msg": "Permission denied"}]
+               {"user": "erin", "path": ".keras", "failed": True, "msg": "Permission denied"}]
     assert duc.path_errors(results) == [
         "user mallory: ~/.keras = a symbolic link to '/etc'; allowed: a real file or directory inside the home "
         "(dlstack does not follow links the user controls)",
@@ -288,8 +287,38 @@ def test_only_errors() -> None:
         "dl_user_config_only = 'zed' is invalid; allowed: the declared users alice, bob"]
 
 
+def test_file_is_and_dir_is_say_when_a_write_would_change_nothing() -> None:
+    same = {"exists": True, "islnk": False, "isdir": False, "mode": "0644", "uid": 0, "gid": 0, "content": "x\n"}
+    assert duc.file_is(same, "x\n", "0644") and duc.file_is(same, "x\n", "0644", 0, 0)
+    assert not duc.file_is(same, "y\n", "0644")                       # other content
+    assert not duc.file_is(same, "x\n", "0600")                       # other mode
+    assert not duc.file_is(same, "x\n", "0644", 1000)                 # other owner
+    assert not duc.file_is(dict(same, gid=1000), "x\n", "0644", 0, 0)  # other group
+    assert not duc.file_is(dict(same, islnk=True), "x\n", "0644")     # a link is replaced, never followed
+    assert not duc.file_is({"exists": False}, "", "0644") and not duc.file_is(None, "", "0644")
+    assert not duc.file_is(dict(same, content=None), "x\n", "0644")   # too big or not read
+    directory = {"exists": True, "isdir": True, "islnk": False, "mode": "0700"}
+    assert duc.dir_is(directory, "0700") and not duc.dir_is(directory, "0755")
+    assert not duc.dir_is(dict(directory, islnk=True, isdir=False), "0700") and not duc.dir_is({}, "0700")
+
+
+def test_passwd_entry_from_a_user_result() -> None:
+    created = {"name": "dave", "uid": 1003, "group": 1003, "home": "/home/dave", "shell": "/bin/bash", "changed": True}
+    assert duc.passwd_entry(created) == ["x", "1003", "1003", "", "/home/dave", "/bin/bash"]
+    with pytest.raises(AnsibleFilterError, match="no 'home'"):
+        duc.passwd_entry({"name": "dave", "uid": 1003, "group": 1003})
+
+
+def test_public_envs_keep_the_existing_envs_name_python_backends() -> None:
+    envs = [{"name": "k2", "python": "/opt/k2/bin/python", "backends": ["theano"], "exists": True, "purelib": "/x",
+             "files": {"dlstack_keras_backend.pth": {"content": "import dlstack_keras_backend\n"}}},
+            {"name": "gone", "python": "/opt/gone/bin/python", "backends": ["tensorflow"], "exists": False}]
+    assert duc.public_envs(envs) == [{"name": "k2", "python": "/opt/k2/bin/python", "backends": ["theano"]}]
+
+
 def test_filters_are_registered() -> None:
     names = set(duc.FilterModule().filters())
     assert names == {"dl_user_config_merge_users", "dl_user_config_merge_settings", "dl_user_config_effective",
                      "dl_user_config_errors", "dl_user_config_account_errors", "dl_user_config_only_errors", "dl_user_config_json_dict", "dl_user_config_path_errors",
+                     "dl_user_config_file_is", "dl_user_config_dir_is", "dl_user_config_passwd_entry", "dl_user_config_public_envs",
                      "dl_user_config_cudnn_from_header"}

@@ -1,0 +1,368 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Everything dl_user_config reads from a node before it writes, in one module call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: dl_user_config_info
+short_description: Read what dl_user_config needs from a node, in one call
+description:
+  - Looks up the named accounts, inspects each listed user's home and config locations
+    B(as that user) (a forked child switches to the user's uid, gid and groups before it
+    calls C(lstat)), reads the envs config, checks which envs exist and where their
+    site-packages are, searches C(ldconfig -p) for libraries, and reads the default CUDA
+    toolkit link and cuDNN's version header.
+  - One module call replaces a dozen C(stat), C(slurp), C(getent) and C(command) tasks,
+    which matters when one user is added across a whole fleet.
+  - It only reads; it always reports C(changed=false).
+version_added: "1.0.0"
+author:
+  - dlstack maintainers
+options:
+  users:
+    description: Account names to look up (C(getpwnam) each; no enumeration of the whole database).
+    type: list
+    elements: str
+    default: []
+  inspect_users:
+    description:
+      - Users whose O(paths) are inspected as that user. Users without an account are left out.
+    type: list
+    elements: str
+    default: []
+  paths:
+    description:
+      - Paths relative to each inspected user's home. C('') is the home itself (followed,
+        so a home that is a link to a directory is fine); the others are not followed.
+    type: list
+    elements: str
+    default: ['', '.keras', '.keras/keras.json', '.theanorc']
+  read_files:
+    description: Which of O(paths) to read (as the user); their text comes back in C(stat.content).
+    type: list
+    elements: str
+    default: []
+  user_dirs:
+    description:
+      - More paths to inspect as a user, each C([user, absolute path]), such as Theano's
+        compile directory; returned in RV(dirs), links not followed. Relative paths are ignored.
+    type: list
+    elements: list
+    default: []
+  env_files:
+    description:
+      - File names to read in each existing env's site-packages (needs O(env_site_packages));
+        returned in each env's C(files).
+    type: list
+    elements: str
+    default: []
+  envs:
+    description:
+      - The envs, each with C(name) and C(python) or C(path) (then C(path)/bin/python).
+        When empty, the envs come from O(envs_config).
+    type: list
+    elements: dict
+    default: []
+  envs_config:
+    description: The envs config written by python_envs (JSON with an C(envs) list); missing means no envs.
+    type: path
+    default: /etc/dlstack/envs.json
+  env_site_packages:
+    description: Ask each existing env's interpreter for its site-packages (purelib) directory.
+    type: bool
+    default: false
+  libraries:
+    description: Library file names to look for in the C(ldconfig -p) cache, such as C(libopenblas.so).
+    type: list
+    elements: str
+    default: []
+  cuda_root:
+    description: The default CUDA toolkit location; C('') skips the check.
+    type: str
+    default: /usr/local/cuda
+  cudnn_header_dirs:
+    description: Directories searched, in order, for C(cudnn_version.h); empty skips the search.
+    type: list
+    elements: path
+    default: []
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+notes:
+  - Inspecting as another user needs root; otherwise only the module's own user is inspected
+    and the others are reported as failed with a reason.
+"""
+
+EXAMPLES = r"""
+- name: Read the node
+  dl_user_config_info:
+    users: [alice, bob]
+    inspect_users: [bob]
+    libraries: [libopenblas.so]
+    cudnn_header_dirs: [/usr/local/cuda/include, /usr/include]
+    env_site_packages: true
+  register: node
+"""
+
+RETURN = r"""
+passwd:
+  description: The accounts found, as C(getent passwd) fields after the name.
+  returned: always
+  type: dict
+  sample: {alice: [x, "1000", "1000", "", /home/alice, /bin/bash]}
+paths:
+  description: One entry per inspected user and path; C(failed) and C(msg) when it could not be inspected.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{user: alice, path: .keras, stat: {path: /home/alice/.keras, exists: true, isdir: true, islnk: false,
+                                              lnk_target: null, mode: "0755", uid: 1000, gid: 1000}}]
+dirs:
+  description: One entry per O(user_dirs) path, as RV(paths).
+  returned: always
+  type: list
+  elements: dict
+envs:
+  description:
+    - The envs (given, or from the envs config), each with C(python), C(exists), C(purelib)
+      and C(files) (O(env_files) name -> state with C(content)).
+  returned: always
+  type: list
+  elements: dict
+envs_source:
+  description: Where the envs came from, C(inventory), the envs config path, or C(none).
+  returned: always
+  type: str
+libraries:
+  description: Each asked library name and whether the linker cache has it.
+  returned: always
+  type: dict
+  sample: {libopenblas.so: true}
+cuda_root:
+  description: O(cuda_root) when it exists (links followed), else C('').
+  returned: always
+  type: str
+cudnn_header:
+  description: The text of the first C(cudnn_version.h) found, else C('').
+  returned: always
+  type: str
+cudnn_header_path:
+  description: Where that header was found, else C('').
+  returned: always
+  type: str
+"""
+
+import json
+import os
+import pwd
+import stat as stat_mod
+from typing import Any, Callable
+
+from ansible.module_utils.basic import AnsibleModule
+
+PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+MAX_READ = 1 << 20
+
+
+def passwd_entries(names: list[str], lookup: Callable[[str], Any] = pwd.getpwnam) -> dict[str, list[str]]:
+    """getent-style passwd fields of the names that exist."""
+    found: dict[str, list[str]] = {}
+    for name in names:
+        try:
+            pw = lookup(name)
+        except KeyError:
+            continue
+        found[name] = [pw.pw_passwd, str(pw.pw_uid), str(pw.pw_gid), pw.pw_gecos, pw.pw_dir, pw.pw_shell]
+    return found
+
+
+def file_state(path: str, follow: bool = False, read: bool = False) -> dict[str, Any]:
+    """exists, isdir, islnk, lnk_target, mode ('0644'), uid, gid and, with read, the text of a
+    regular file of at most MAX_READ bytes (else None). Raises OSError but for a missing path."""
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except FileNotFoundError:
+        return {"path": path, "exists": False}
+    link = stat_mod.S_ISLNK(st.st_mode)
+    state: dict[str, Any] = {"path": path, "exists": True, "isdir": stat_mod.S_ISDIR(st.st_mode), "islnk": link,
+                             "lnk_target": os.readlink(path) if link else None,
+                             "mode": f"{stat_mod.S_IMODE(st.st_mode):04o}", "uid": st.st_uid, "gid": st.st_gid}
+    if read:
+        state["content"] = None
+        if stat_mod.S_ISREG(st.st_mode) and st.st_size <= MAX_READ:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                state["content"] = handle.read()
+    return state
+
+
+def inspect_paths(home: str, rels: list[str], read: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """stat the home (followed) and lstat each other path under it (relative paths; absolute
+    ones are taken as they are); read the text of those in ``read``."""
+    out: list[dict[str, Any]] = []
+    for rel in rels:
+        path = os.path.join(home, rel) if rel else home
+        entry: dict[str, Any] = {"path": rel}
+        try:
+            entry["stat"] = file_state(path, follow=not rel, read=rel in read)
+        except OSError as exc:
+            entry.update(failed=True, msg=f"{path}: {exc.strerror or exc}")
+        out.append(entry)
+    return out
+
+
+def inspect_as(name: str, uid: int, gid: int, home: str, rels: list[str],
+               read: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """inspect_paths in a child switched to the user (root only), so that the user's own
+    permissions apply (a home on NFS with root_squash, a mode-0700 directory)."""
+    if os.geteuid() != 0:
+        if os.geteuid() == uid:
+            return inspect_paths(home, rels, read)
+        return [{"path": rel, "failed": True, "msg": "cannot switch to the user (the module does not run as root)"}
+                for rel in rels]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        code = 0
+        try:
+            os.close(read_fd)
+            os.setgroups(os.getgrouplist(name, gid))
+            os.setgid(gid)
+            os.setuid(uid)
+            data = json.dumps(inspect_paths(home, rels, read)).encode()
+        except Exception as exc:  # report, never raise into the module's parent code
+            data = json.dumps([{"path": rel, "failed": True, "msg": f"switching to the user failed: {exc}"}
+                               for rel in rels]).encode()
+            code = 1
+        with os.fdopen(write_fd, "wb") as pipe:
+            pipe.write(data)
+        os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return json.loads(data.decode() or "[]")
+
+
+def read_envs(envs: list[dict[str, Any]], config: str) -> tuple[list[dict[str, Any]], str]:
+    """The given envs, else those of the envs config (none when it is missing)."""
+    if envs:
+        return [dict(e) for e in envs], "inventory"
+    try:
+        with open(config, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return [], "none"
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"the envs config {config} is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("envs", []), list):
+        raise ValueError(f"the envs config {config} has no 'envs' list")
+    return [dict(e) for e in parsed.get("envs", []) if isinstance(e, dict)], config
+
+
+def env_python(env: dict[str, Any]) -> str:
+    """An env's interpreter: its python, else path/bin/python."""
+    return str(env["python"]) if env.get("python") else str(env.get("path", "")).rstrip("/") + "/bin/python"
+
+
+def linker_names(ldconfig_output: str) -> set[str]:
+    """Library names listed by ``ldconfig -p`` (the part before the flags)."""
+    names = set()
+    for line in ldconfig_output.splitlines():
+        line = line.strip()
+        if " (" in line and "=>" in line:
+            names.add(line.split(" (", 1)[0])
+    return names
+
+
+def first_header(dirs: list[str], name: str = "cudnn_version.h") -> tuple[str, str]:
+    """(path, text) of the first readable header found in dirs, ('', '') when none."""
+    for directory in dirs:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    return path, handle.read()
+            except OSError:
+                continue
+    return "", ""
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "users": {"type": "list", "elements": "str", "default": []},
+            "inspect_users": {"type": "list", "elements": "str", "default": []},
+            "paths": {"type": "list", "elements": "str", "default": ["", ".keras", ".keras/keras.json", ".theanorc"]},
+            "read_files": {"type": "list", "elements": "str", "default": []},
+            "user_dirs": {"type": "list", "elements": "list", "default": []},
+            "env_files": {"type": "list", "elements": "str", "default": []},
+            "envs": {"type": "list", "elements": "dict", "default": []},
+            "envs_config": {"type": "path", "default": "/etc/dlstack/envs.json"},
+            "env_site_packages": {"type": "bool", "default": False},
+            "libraries": {"type": "list", "elements": "str", "default": []},
+            "cuda_root": {"type": "str", "default": "/usr/local/cuda"},
+            "cudnn_header_dirs": {"type": "list", "elements": "path", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    passwd = passwd_entries(list(dict.fromkeys(p["users"] + p["inspect_users"])))
+    paths: list[dict[str, Any]] = []
+    for name in p["inspect_users"]:
+        if name in passwd:
+            _pw, uid, gid, _gecos, home, _shell = passwd[name]
+            for entry in inspect_as(name, int(uid), int(gid), home, p["paths"], tuple(p["read_files"])):
+                paths.append({"user": name, **entry})
+    dirs: list[dict[str, Any]] = []
+    for pair in p["user_dirs"]:
+        if len(pair) != 2:
+            module.fail_json(msg=f"user_dirs: each entry is [user, absolute path], not {pair!r}")
+        name, path = str(pair[0]), str(pair[1])
+        if name in passwd and path.startswith("/"):
+            _pw, uid, gid, _gecos, home, _shell = passwd[name]
+            dirs.extend({"user": name, **entry} for entry in inspect_as(name, int(uid), int(gid), home, [path]))
+
+    try:
+        envs, source = read_envs(p["envs"], p["envs_config"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    for env in envs:
+        env["python"] = env_python(env)
+        env["exists"] = os.path.isfile(env["python"]) and os.access(env["python"], os.X_OK)
+        env["purelib"] = None
+        if env["exists"] and p["env_site_packages"]:
+            rc, out, err = module.run_command([env["python"], "-c", PURELIB])
+            if rc != 0:
+                module.fail_json(msg=f"env {env.get('name')}: {env['python']} could not say where its "
+                                     f"site-packages are (exit {rc}): {err.strip()[-300:]}")
+            env["purelib"] = out.strip()
+        env["files"] = {}
+        for name in p["env_files"] if env["purelib"] else []:
+            try:
+                env["files"][name] = file_state(os.path.join(env["purelib"], name), read=True)
+            except OSError as exc:
+                module.fail_json(msg=f"env {env.get('name')}: cannot read {name}: {exc}")
+
+    libraries: dict[str, bool] = {}
+    if p["libraries"]:
+        ldconfig = module.get_bin_path("ldconfig", opt_dirs=["/sbin", "/usr/sbin"], required=True)
+        rc, out, err = module.run_command([ldconfig, "-p"])
+        if rc != 0:
+            module.fail_json(msg=f"ldconfig -p failed (exit {rc}): {err.strip()}")
+        known = linker_names(out)
+        libraries = {lib: lib in known for lib in p["libraries"]}
+
+    cuda_root = p["cuda_root"] if p["cuda_root"] and os.path.isdir(p["cuda_root"]) else ""
+    header_path, header = first_header(p["cudnn_header_dirs"])
+    module.exit_json(changed=False, passwd=passwd, paths=paths, dirs=dirs, envs=envs, envs_source=source,
+                     libraries=libraries, cuda_root=cuda_root, cudnn_header=header, cudnn_header_path=header_path)
+
+
+if __name__ == "__main__":
+    main()
