@@ -457,6 +457,73 @@ def test_real_probe_reports_exceptions(node: Path, monkeypatch: pytest.MonkeyPat
     assert res.reason == "import keras failed: RuntimeError: boom"
 
 
+def fake_dists(site: Path, **versions: str) -> Path:
+    """Installed-looking packages (metadata) that fail if anything imports them."""
+    for name, version in versions.items():
+        (site / name).mkdir(parents=True)
+        (site / name / "__init__.py").write_text("raise RuntimeError('imported in --config-only')\n")
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    return site
+
+
+def config_ctx(node: Path, expect: dict[str, Any] | None = None) -> Any:
+    ctx = make_ctx(node, expect)
+    ctx.config_only = True
+    dv.check_theano_config(ctx)  # run_checks reads .theanorc before the envs
+    return ctx
+
+
+def test_config_only_probe_reads_the_config_and_imports_nothing(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(fake_dists(node / "site", keras="2.3.1", theano="1.0.5")))
+    write_keras_json(node / "home" / ".keras", backend="theano", floatx="float16")
+    (node / "home" / ".theanorc").write_text(f"[global]\ndevice = cuda1\nbase_compiledir = {node}/compile\n")
+    expect = {"device": "cuda1", "floatx": "float16", "envs": {"keras2-theano": {"backend": "theano", "keras": "2.3"}}}
+    res = dv.check_env(config_ctx(node, expect), env_spec(sys.executable))
+    assert res.status == "pass", res.reason
+    probe = res.data["probe"]
+    assert (probe["config_only"], probe["keras"], probe["backend"], probe["floatx"], probe["image_data_format"]) == (
+        True, "2.3.1", "theano", "float16", "channels_last")
+    assert probe["frameworks"] == {"theano": "1.0.5"} and probe["devices"]["theano_device"] == "cuda1"
+    assert probe["devices"]["theano_compiledir"] == f"{node}/compile" and probe["training"] == {}
+    assert "configuration only (--config-only" in res.reason
+    # what the env's startup hook does when keras.json names a backend the env lacks
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    res = dv.check_env(config_ctx(node), env_spec(sys.executable, backends=("theano", "tensorflow")))
+    assert res.reason == "frameworks failed: RuntimeError: backend tensorflow is not installed in this environment"
+
+
+def test_config_only_probe_failures(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(fake_dists(node / "site", theano="1.0.5")))
+    res = dv.check_env(config_ctx(node), env_spec(sys.executable))
+    assert res.reason == "keras package failed: RuntimeError: keras is not installed in this environment"
+    monkeypatch.setenv("PYTHONPATH", str(fake_dists(node / "site2", keras="2.3.1", theano="1.0.5")))
+    write_keras_json(node / "home" / ".keras", backend="theano")
+    (node / "home" / ".theanorc").write_text("[global]\nbase_compiledir = /nonexistent/dlstack/theano\n")
+    res = dv.check_env(config_ctx(node), env_spec(sys.executable))
+    assert res.reason == ("theano compiledir failed: PermissionError: /nonexistent/dlstack is not writable by this "
+                          "user (Theano compiles there)")
+    # no GPU is visible without importing TensorFlow: the count is not checked
+    monkeypatch.setenv("PYTHONPATH", str(fake_dists(node / "site3", keras="3.11.3", tensorflow="2.20.0")))
+    write_keras_json(node / "home" / ".keras", backend="tensorflow")
+    res = dv.check_env(config_ctx(node, {"gpu_count": 2}), env_spec(sys.executable, "k3", ("tensorflow",)))
+    assert res.status == "pass", res.reason
+
+
+def test_script_sha256_refuses_another_version(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+    mine = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()
+    assert dv.main(["--script-sha256", "0" * 64, "--json"]) == 3
+    assert "is not the dl-verify the playbook ships" in capsys.readouterr().err
+    assert dv.main(["--script-sha256", mine.upper(), "--json"]) == 0
+
+
+def test_quick_and_config_only_exclude_each_other(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert dv.main(["--quick", "--config-only"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 # --- users -------------------------------------------------------------------------------------
 
 
