@@ -114,3 +114,19 @@ def test_cluster_report() -> None:
     assert "9 of 9 user/node runs passed" in md
     for node in NODES:
         assert node in md
+
+
+# dave, added by playbooks/add_user.yml in the side effect (all < group < host settings; his
+# host-level entry asks for float64)
+DAVE_EPSILON = {"site-gpu01": 1e-06, "site-gpu02": 1e-05, "site-ws01": 1e-06}
+
+
+def test_added_user_has_his_account_and_files(host) -> None:
+    node = name(host)
+    assert host.user("dave").exists and host.user("dave").home == "/home/dave"
+    keras = json.loads(host.file("/home/dave/.keras/keras.json").content_string)
+    assert (keras["backend"], keras["floatx"], keras["epsilon"]) == ("tensorflow", "float64", DAVE_EPSILON[node])
+    theanorc = host.file("/home/dave/.theanorc")
+    assert theanorc.user == "dave" and "base_compiledir = /var/tmp/theano-dave" in theanorc.content_string
+    compiledir = host.file("/var/tmp/theano-dave")
+    assert compiledir.is_directory and compiledir.user == "dave" and compiledir.mode == 0o700
