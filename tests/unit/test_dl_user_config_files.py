@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
+import plugin_loader
 from plugin_loader import load_by_path
 
 MODULE_PATH = Path(__file__).resolve().parents[2] / "roles" / "dl_user_config" / "library" / "dl_user_config_files.py"
@@ -20,13 +18,7 @@ files = load_by_path("dl_user_config_files", MODULE_PATH)
 
 
 def run_module(cwd: Path, args: dict[str, Any], check: bool = False, diff: bool = False) -> tuple[int, dict[str, Any]]:
-    args_file = cwd / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check,
-                                                             "_ansible_diff": diff}}))
-    done = subprocess.run([sys.executable, str(MODULE_PATH), str(args_file)], capture_output=True, text=True,
-                          cwd=cwd, timeout=60, check=False)
-    assert done.stdout, done.stderr
-    return done.returncode, json.loads(done.stdout)
+    return plugin_loader.run_module(MODULE_PATH, cwd, {**args, "_ansible_check_mode": check, "_ansible_diff": diff})
 
 
 def test_apply_creates_updates_backs_up_and_then_changes_nothing(tmp_path: Path) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import json
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+import plugin_loader
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_PATH = REPO / "roles" / "nvidia_driver" / "library" / "nvidia_gpu_facts.py"
@@ -428,18 +427,7 @@ def test_documentation_blocks_parse_and_match_the_argument_spec() -> None:
 
 
 def run_module(tmp_path: Path, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    completed = subprocess.run(
-        [sys.executable, str(MODULE_PATH), str(args_file)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
-    )
-    assert completed.stdout, completed.stderr
-    return completed.returncode, json.loads(completed.stdout)
+    return plugin_loader.run_module(MODULE_PATH, tmp_path, args)
 
 
 def test_module_main_end_to_end(tmp_path: Path) -> None:
