@@ -21,12 +21,37 @@ def load_by_path(name: str, path: Path) -> ModuleType:
     return module
 
 
-def run_module(path: Path, cwd: Path, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def load_module_utils(*paths: Path) -> None:
+    """Make role module_utils files importable as ``ansible.module_utils.NAME``, as Ansible
+    does for the modules of a role (call before loading such a module)."""
+    for path in paths:
+        name = f"ansible.module_utils.{path.stem}"
+        if name not in sys.modules:
+            sys.modules[name] = load_by_path(name, path)
+
+
+# run a module file as __main__ after making the given module_utils files importable
+_RUNNER = """
+import importlib.util, runpy, sys
+module, args, *utils = sys.argv[1:]
+for path in utils:
+    name = "ansible.module_utils." + path.rsplit("/", 1)[-1][:-3]
+    spec = importlib.util.spec_from_file_location(name, path)
+    sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules[name])
+sys.argv = [module, args]
+runpy.run_path(module, run_name="__main__")
+"""
+
+
+def run_module(path: Path, cwd: Path, args: dict[str, Any],
+               module_utils: tuple[Path, ...] = ()) -> tuple[int, dict[str, Any]]:
     """Run the module file at ``path`` with ``args`` (ANSIBLE_MODULE_ARGS, internal ``_ansible_*``
-    keys included) in a subprocess; (exit status, the JSON it printed)."""
+    keys included) in a subprocess, its role's ``module_utils`` files importable; (exit status,
+    the JSON it printed)."""
     args_file = cwd / "args.json"
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    done = subprocess.run([sys.executable, str(path), str(args_file)], capture_output=True, text=True,
-                          cwd=cwd, timeout=60, check=False)
+    done = subprocess.run([sys.executable, "-c", _RUNNER, str(path), str(args_file), *map(str, module_utils)],
+                          capture_output=True, text=True, cwd=cwd, timeout=60, check=False)
     assert done.stdout, done.stderr
     return done.returncode, json.loads(done.stdout)

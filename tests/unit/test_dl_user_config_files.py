@@ -13,12 +13,16 @@ import pytest
 import plugin_loader
 from plugin_loader import load_by_path
 
-MODULE_PATH = Path(__file__).resolve().parents[2] / "roles" / "dl_user_config" / "library" / "dl_user_config_files.py"
+ROLE = Path(__file__).resolve().parents[2] / "roles" / "dl_user_config"
+AS_USER = ROLE / "module_utils" / "dl_user_config_as_user.py"
+MODULE_PATH = ROLE / "library" / "dl_user_config_files.py"
+plugin_loader.load_module_utils(AS_USER)
 files = load_by_path("dl_user_config_files", MODULE_PATH)
 
 
 def run_module(cwd: Path, args: dict[str, Any], check: bool = False, diff: bool = False) -> tuple[int, dict[str, Any]]:
-    return plugin_loader.run_module(MODULE_PATH, cwd, {**args, "_ansible_check_mode": check, "_ansible_diff": diff})
+    return plugin_loader.run_module(MODULE_PATH, cwd, {**args, "_ansible_check_mode": check, "_ansible_diff": diff},
+                                    (AS_USER,))
 
 
 def test_apply_creates_updates_backs_up_and_then_changes_nothing(tmp_path: Path) -> None:

@@ -92,7 +92,6 @@ results:
 """
 
 import datetime
-import json
 import os
 import pwd
 import shutil
@@ -100,6 +99,7 @@ import stat as stat_mod
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.dl_user_config_as_user import SwitchError, run_as_user
 
 
 class Refused(Exception):
@@ -204,28 +204,10 @@ def apply_as(name: str, dirs: list[dict[str, Any]], files: list[dict[str, Any]],
         if os.geteuid() != entry.pw_uid:
             return {"error": f"cannot write as {name}: the module does not run as root", "results": []}
         return apply(dirs, files, check)
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never returns
-        code = 0
-        try:
-            os.close(read_fd)
-            os.setgroups(os.getgrouplist(name, entry.pw_gid))
-            os.setgid(entry.pw_gid)
-            os.setuid(entry.pw_uid)
-            os.umask(0o022)
-            outcome = apply(dirs, files, check)
-        except Exception as exc:  # report, never raise into the parent's code
-            outcome = {"error": f"switching to {name} failed: {exc}", "results": []}
-            code = 1
-        with os.fdopen(write_fd, "w") as pipe:
-            pipe.write(json.dumps(outcome))
-        os._exit(code)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        data = pipe.read()
-    os.waitpid(pid, 0)
-    return json.loads(data or '{"error": "the child wrote nothing", "results": []}')
+    try:
+        return run_as_user(name, entry.pw_uid, entry.pw_gid, apply, dirs, files, check)
+    except SwitchError as exc:
+        return {"error": f"switching to {name} failed: {exc}", "results": []}
 
 
 def main() -> None:

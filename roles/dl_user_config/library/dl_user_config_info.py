@@ -163,6 +163,7 @@ import stat as stat_mod
 from typing import Any, Callable
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.dl_user_config_as_user import SwitchError, run_as_user
 
 PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
 MAX_READ = 1 << 20
@@ -223,28 +224,10 @@ def inspect_as(name: str, uid: int, gid: int, home: str, rels: list[str],
             return inspect_paths(home, rels, read)
         return [{"path": rel, "failed": True, "msg": "cannot switch to the user (the module does not run as root)"}
                 for rel in rels]
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never returns
-        code = 0
-        try:
-            os.close(read_fd)
-            os.setgroups(os.getgrouplist(name, gid))
-            os.setgid(gid)
-            os.setuid(uid)
-            data = json.dumps(inspect_paths(home, rels, read)).encode()
-        except Exception as exc:  # report, never raise into the module's parent code
-            data = json.dumps([{"path": rel, "failed": True, "msg": f"switching to the user failed: {exc}"}
-                               for rel in rels]).encode()
-            code = 1
-        with os.fdopen(write_fd, "wb") as pipe:
-            pipe.write(data)
-        os._exit(code)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        data = pipe.read()
-    os.waitpid(pid, 0)
-    return json.loads(data.decode() or "[]")
+    try:
+        return run_as_user(name, uid, gid, inspect_paths, home, rels, read)
+    except SwitchError as exc:
+        return [{"path": rel, "failed": True, "msg": f"switching to the user failed: {exc}"} for rel in rels]
 
 
 def read_envs(envs: list[dict[str, Any]], config: str) -> tuple[list[dict[str, Any]], str]:
