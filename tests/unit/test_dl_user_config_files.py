@@ -106,6 +106,20 @@ def test_module_writes_as_the_user_and_reports_a_diff(nobody_dir: Path, tmp_path
     assert rc != 0 and out["failed"] and out["msg"].startswith("as nobody: ") and "Permission denied" in out["msg"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="a directory of another uid needs root to make")
+def test_apply_refuses_a_directory_of_another_account(tmp_path: Path) -> None:
+    """A compile directory left by a deleted account of the same name (or planted in
+    /var/tmp) keeps its mode; it must be refused, not reported as right."""
+    stale = tmp_path / "theano-dave"
+    stale.mkdir(mode=0o700)
+    os.chown(stale, 54321, 54321)
+    outcome = files.apply([{"path": str(stale), "mode": "0700"}], [], check=True)
+    assert outcome["error"] == (f"{stale} belongs to uid 54321, not to this user; remove it (or choose another "
+                                "location) so that the user's own directory is created there")
+    os.chown(stale, 0, 0)
+    assert files.apply([{"path": str(stale), "mode": "0700"}], [], check=True)["results"][0]["action"] == "none"
+
+
 def test_module_rejects_bad_input(tmp_path: Path) -> None:
     rc, out = run_module(tmp_path, {"user": "no-such-user-dlstack"})
     assert rc != 0 and out["msg"] == "no such user: no-such-user-dlstack"

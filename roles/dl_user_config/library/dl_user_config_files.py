@@ -119,6 +119,11 @@ def ensure_dir(path: str, mode: int, check: bool) -> dict[str, Any]:
         raise Refused(f"{path} is a symbolic link (to {os.readlink(path)!r}); dlstack does not follow links here")
     if not stat_mod.S_ISDIR(st.st_mode):
         raise Refused(f"{path} exists and is not a directory")
+    if st.st_uid != os.geteuid():
+        # runs as the user: a directory of another account (one left by a deleted account
+        # that had this name, or one planted in /var/tmp) would hold this user's files
+        raise Refused(f"{path} belongs to uid {st.st_uid}, not to this user; remove it (or choose another "
+                      "location) so that the user's own directory is created there")
     if stat_mod.S_IMODE(st.st_mode) != mode:
         if not check:
             os.chmod(path, mode)
