@@ -265,6 +265,43 @@ def test_path_errors_refuse_links_missing_homes_and_failures() -> None:
     ]
 
 
+def test_unusable_keras_json_warns_per_user_whose_file_is_not_an_object() -> None:
+    paths = [stat_result("alice", ".keras/keras.json", exists=True, content='{"backend": "theano"}'),
+             stat_result("bob", ".keras/keras.json", exists=True, content="[1, 2]"),
+             stat_result("carol", ".keras/keras.json", exists=True, content="{not json"),
+             stat_result("dave", ".keras/keras.json", exists=False),
+             stat_result("erin", ".keras/keras.json", exists=True, content=""),
+             stat_result("bob", ".theanorc", exists=True, content="[1, 2]")]
+    assert duc.unusable_keras_json(paths) == [
+        "/home/bob/.keras/keras.json of bob is not a JSON object; it is backed up and replaced by the managed settings",
+        "/home/carol/.keras/keras.json of carol is not a JSON object; it is backed up and replaced by the managed settings",
+    ]
+
+
+def test_path_errors_refuse_directories_of_another_uid() -> None:
+    """A compile directory left by a deleted account of the same name keeps mode 0700 but
+    is not the user's: Theano could not write there (found by the fleet benchmark)."""
+    passwd = {"dave": ["x", "1004", "1004", "", "/home/dave", "/bin/bash"]}
+    paths = [stat_result("dave", "", exists=True, isdir=True, islnk=False, uid=1004),
+             stat_result("dave", ".keras", exists=True, isdir=True, islnk=False, uid=0)]
+    dirs = [{"user": "dave", "path": "/var/tmp/theano-dave",
+             "stat": {"path": "/var/tmp/theano-dave", "exists": True, "isdir": True, "islnk": False, "uid": 1003}},
+            {"user": "dave", "path": "/var/tmp/theano-x",
+             "stat": {"path": "/var/tmp/theano-x", "exists": True, "islnk": True, "lnk_target": "/etc"}},
+            {"user": "dave", "path": "/var/tmp/theano-y", "stat": {"path": "/var/tmp/theano-y", "exists": False}}]
+    assert duc.path_errors(paths, dirs, passwd) == [
+        "user dave: ~/.keras = a directory of uid 0, not of dave (uid 1004); allowed: the user's own directory "
+        "(remove that one)",
+        "user dave: /var/tmp/theano-dave = a directory of uid 1003, not of dave (uid 1004); allowed: the user's own "
+        "directory (remove that one, or set another theano.base_compiledir)",
+        "user dave: /var/tmp/theano-x = a symbolic link to '/etc'; allowed: a real directory "
+        "(dlstack does not follow links the user controls)",
+    ]
+    dirs[0]["stat"]["uid"] = 1004
+    paths[1]["stat"]["uid"] = 1004
+    assert duc.path_errors(paths, dirs[:1], passwd) == []
+
+
 @pytest.mark.parametrize(("text", "version"), [
     ("#define CUDNN_MAJOR 9\n#define CUDNN_MINOR 3\n#define CUDNN_PATCHLEVEL 0\n", "9.3.0"),
     ("#define CUDNN_MAJOR      7\n# define CUDNN_MINOR 6\n#define CUDNN_PATCHLEVEL 5\n#define CUDNN_VERSION (x)", "7.6.5"),
@@ -319,6 +356,6 @@ def test_public_envs_keep_the_existing_envs_name_python_backends() -> None:
 def test_filters_are_registered() -> None:
     names = set(duc.FilterModule().filters())
     assert names == {"dl_user_config_merge_users", "dl_user_config_merge_settings", "dl_user_config_effective",
-                     "dl_user_config_errors", "dl_user_config_account_errors", "dl_user_config_only_errors", "dl_user_config_json_dict", "dl_user_config_path_errors",
+                     "dl_user_config_errors", "dl_user_config_account_errors", "dl_user_config_only_errors", "dl_user_config_json_dict", "dl_user_config_path_errors", "dl_user_config_unusable_keras_json",
                      "dl_user_config_file_is", "dl_user_config_dir_is", "dl_user_config_passwd_entry", "dl_user_config_public_envs",
                      "dl_user_config_cudnn_from_header"}

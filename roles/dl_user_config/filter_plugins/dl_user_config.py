@@ -298,24 +298,49 @@ def json_dict(text: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def path_errors(results: Iterable[Mapping[str, Any]]) -> list[str]:
+def unusable_keras_json(paths: Iterable[Mapping[str, Any]]) -> list[str]:
+    """One warning per user whose keras.json is there but not a JSON object.
+
+    Args:
+        paths: the ``paths`` of the ``dl_user_config_info`` module (keras.json read with
+            ``content``).
+
+    Returns:
+        ``"<path> of <user> is not a JSON object; ..."`` per such file: the role backs it up
+        and writes the managed keys alone.
+    """
+    return [f"{result['stat'].get('path', '~/.keras/keras.json')} of {result.get('user')} is not a JSON object; "
+            "it is backed up and replaced by the managed settings"
+            for result in paths
+            if result.get("path") == ".keras/keras.json" and (result.get("stat") or {}).get("exists")
+            and json_dict(result["stat"].get("content")) is None]
+
+
+def path_errors(results: Iterable[Mapping[str, Any]], dirs: Iterable[Mapping[str, Any]] | None = None,
+                passwd: Mapping[str, Any] | None = None) -> list[str]:
     """Problems found by inspecting each user's config locations as that user.
 
     Args:
         results: the ``paths`` of the ``dl_user_config_info`` module: one entry per user and
             path relative to the home (``''`` is the home), each with ``user``, ``path`` and
-            either ``stat`` (``exists``, ``isdir``, ``islnk``, ``lnk_target``, ``path``) or
-            ``failed`` and ``msg``.
+            either ``stat`` (``exists``, ``isdir``, ``islnk``, ``lnk_target``, ``path``, ``uid``)
+            or ``failed`` and ``msg``.
+        dirs: the module's ``dirs``: the same per user for absolute directories (Theano's
+            compile directory).
+        passwd: the module's ``passwd`` (name -> getent fields), for each user's uid.
 
     Returns:
         One message per home that is missing, per config location that is a symbolic link
         (the user controls it: dlstack refuses to follow it rather than write elsewhere),
-        ``~/.keras`` that is not a directory, and locations that could not be inspected.
+        ``~/.keras`` or a directory that is not a directory or belongs to another uid (a
+        stale directory of a deleted account of that name, or one planted in /var/tmp), and
+        locations that could not be inspected.
     """
     errors: list[str] = []
-    for result in results:
+    uids = {name: str(fields[2]) for name, fields in (passwd or {}).items()}
+    for result in [*results, *(dirs or [])]:
         user, rel = str(result.get("user")), str(result.get("path", ""))
-        where = f"~/{rel}" if rel else "home"
+        where = rel if rel.startswith("/") else (f"~/{rel}" if rel else "home")
         if result.get("failed") or "stat" not in result:
             errors.append(f"user {user}: cannot inspect {where} as the user: {result.get('msg', 'unknown error')}")
             continue
@@ -326,9 +351,15 @@ def path_errors(results: Iterable[Mapping[str, Any]]) -> list[str]:
                               "allowed: an existing home directory")
         elif st.get("islnk"):
             errors.append(f"user {user}: {where} = a symbolic link to {st.get('lnk_target')!r}; "
-                          "allowed: a real file or directory inside the home (dlstack does not follow links the user controls)")
-        elif rel == ".keras" and st.get("exists") and not st.get("isdir"):
-            errors.append(f"user {user}: {where} = not a directory; allowed: a directory")
+                          f"allowed: a real {'directory' if rel.startswith('/') else 'file or directory inside the home'} "
+                          "(dlstack does not follow links the user controls)")
+        elif (rel == ".keras" or rel.startswith("/")) and st.get("exists"):
+            if not st.get("isdir"):
+                errors.append(f"user {user}: {where} = not a directory; allowed: a directory")
+            elif user in uids and str(st.get("uid")) != uids[user]:
+                errors.append(f"user {user}: {where} = a directory of uid {st.get('uid')}, not of {user} "
+                              f"(uid {uids[user]}); allowed: the user's own directory (remove that one"
+                              f"{', or set another theano.base_compiledir' if rel.startswith('/') else ''})")
     return errors
 
 
@@ -395,6 +426,7 @@ class FilterModule:
             "dl_user_config_only_errors": only_errors,
             "dl_user_config_json_dict": json_dict,
             "dl_user_config_path_errors": path_errors,
+            "dl_user_config_unusable_keras_json": unusable_keras_json,
             "dl_user_config_file_is": file_is,
             "dl_user_config_dir_is": dir_is,
             "dl_user_config_passwd_entry": passwd_entry,
