@@ -11,7 +11,9 @@ For each fleet size N it starts N demo nodes (Debian 12 containers with sshd, as
 * a no-change re-run of both: wall time and the sum of ``changed`` over every host's recap;
 * ``playbooks/add_user.yml`` for a user the fleet has never seen (account created, files
   written, verified at add_user's default level, config): wall time; and again for another
-  new user with ``-e dl_verify_level=quick`` (the frameworks imported in each env).
+  new user with ``-e dl_verify_level=quick`` (the frameworks imported in each env);
+* ``bench/module_floor.yml``: four bare module runs per node (add_user's number of node
+  round trips, nothing else): the floor under add_user's scaling on this machine.
 
 It prints a Markdown table (and writes it with ``--out``). Usage::
 
@@ -55,6 +57,7 @@ class Result:
     rerun_changed: int
     add_user_wall: float
     add_user_quick_wall: float
+    floor_wall: float
 
 
 def run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
@@ -128,7 +131,6 @@ def bench(size: int, keep: bool) -> Result:
     inv = base / "inventory" / "demo"
     write_inventory(size, inv)
     env = dict(os.environ, DLSTACK_CACHE_DIR=str(cache), DLSTACK_DEMO_INVENTORY=str(inv),
-               DLSTACK_DEMO_KEY=str(ROOT / ".cache" / "demo" / "id_ed25519"),
                PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", ANSIBLE_NOCOLOR="1",
                # a fact cache of its own (ansible.cfg keeps facts for an hour): the first converge
                # gathers, the re-runs use the cache, as on a real controller
@@ -155,10 +157,11 @@ def bench(size: int, keep: bool) -> Result:
                            *extra], env, base / "add_user.log")
         add_quick_wall, _ = run(["ansible-playbook", "-i", str(inv), "playbooks/add_user.yml", "-e", f"user={NEW_USERS[1]}",
                                  "-e", "dl_verify_level=quick", *extra], env, base / "add_user-quick.log")
+        floor_wall, _ = run(["ansible-playbook", "-i", str(inv), "bench/module_floor.yml"], env, base / "module_floor.log")
     finally:
         if not keep:
             subprocess.run(["scripts/demo", "down"], cwd=ROOT, env=env, capture_output=True, check=False)
-    return Result(size, first_wall, controller, nodes, outside, rerun_wall, changed, add_wall, add_quick_wall)
+    return Result(size, first_wall, controller, nodes, outside, rerun_wall, changed, add_wall, add_quick_wall, floor_wall)
 
 
 def table(results: list[Result]) -> str:
@@ -166,13 +169,13 @@ def table(results: list[Result]) -> str:
         f"Fleet benchmark on {platform.node()} ({os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB), {time.strftime('%Y-%m-%d')}",
         "",
-        "| nodes | first converge (s) | controller CPU (s) | nodes CPU (s) | from outside (MB) | no-change re-run (s) | re-run changed | add_user (s) | add_user, quick verify (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| nodes | first converge (s) | controller CPU (s) | nodes CPU (s) | from outside (MB) | no-change re-run (s) | re-run changed | add_user (s) | add_user, quick verify (s) | 4 bare module runs (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(f"| {r.nodes} | {r.first_wall:.0f} | {r.controller_cpu:.0f} | {r.nodes_cpu:.0f} | "
                      f"{r.outside_bytes / 1e6:.0f} | {r.rerun_wall:.0f} | {r.rerun_changed} | {r.add_user_wall:.0f} | "
-                     f"{r.add_user_quick_wall:.0f} |")
+                     f"{r.add_user_quick_wall:.0f} | {r.floor_wall:.1f} |")
     if len(results) > 1:
         one, most = results[0], results[-1]
         lines += ["",
@@ -181,7 +184,9 @@ def table(results: list[Result]) -> str:
                       f"{r.rerun_wall / r.first_wall:.2f} ({r.nodes})" for r in results)
                   + f" (target < 0.1), changed={sum(r.rerun_changed for r in results)}",
                   f"- add_user, {most.nodes} vs {one.nodes} node(s): {most.add_user_wall / max(one.add_user_wall, 1e-9):.2f}x (target <= 2x); "
-                  f"with the quick verification (imports): {most.add_user_quick_wall / max(one.add_user_quick_wall, 1e-9):.2f}x"]
+                  f"with the quick verification (imports): {most.add_user_quick_wall / max(one.add_user_quick_wall, 1e-9):.2f}x; "
+                  f"four bare module runs per node (add_user's round trips, nothing else): "
+                  f"{most.floor_wall / max(one.floor_wall, 1e-9):.2f}x"]
     return "\n".join(lines) + "\n"
 
 
