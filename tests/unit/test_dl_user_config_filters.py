@@ -92,7 +92,7 @@ def test_defaults_are_valid() -> None:
 def test_seed_example_is_valid() -> None:
     users = effective(
         duc.merge_users([{"name": "alice", "keras": {"backend": "theano"}, "theano": {"device": "cuda0"}},
-                         {"name": "bob", "keras": {"backend": "tensorflow", "floatx": "float16"}},
+                         {"name": "bob", "keras": {"backend": "tensorflow", "floatx": "float16"}, "theano": {"device": "cuda0"}},
                          {"name": "carol"}],
                         [{"name": "alice", "theano": {"device": "cuda1"}}]))
     assert duc.user_errors(users, ["theano", "tensorflow"], 2) == []
@@ -359,3 +359,16 @@ def test_filters_are_registered() -> None:
                      "dl_user_config_errors", "dl_user_config_account_errors", "dl_user_config_only_errors", "dl_user_config_json_dict", "dl_user_config_path_errors", "dl_user_config_unusable_keras_json",
                      "dl_user_config_file_is", "dl_user_config_dir_is", "dl_user_config_passwd_entry", "dl_user_config_public_envs",
                      "dl_user_config_cudnn_from_header"}
+
+
+def test_user_errors_refuse_float16_where_theano_runs_on_the_cpu() -> None:
+    """Every user gets the Theano env's backend on a host that has one, and Theano's CPU
+    convolution has no float16: Conv2D would fail there for bob (found on the demo fleet)."""
+    settings = duc.merge_settings(DEFAULTS)
+    bob = duc.effective_users([{"name": "bob", "keras": {"backend": "tensorflow", "floatx": "float16"}}], settings)
+    assert duc.user_errors(bob, ["theano", "tensorflow"]) == [
+        "user bob: keras.floatx = 'float16' is invalid; allowed: float32 or float64 with theano.device cpu on a host "
+        "with a Theano env (Theano's CPU convolution has no float16), or a cuda device"]
+    assert duc.user_errors(bob, ["tensorflow"]) == []
+    on_gpu = duc.effective_users([{"name": "bob", "keras": {"floatx": "float16"}, "theano": {"device": "cuda0"}}], settings)
+    assert duc.user_errors(on_gpu, ["theano", "tensorflow"], 1) == []

@@ -102,26 +102,6 @@ def test_users_are_valid_on_every_host(inventory: str) -> None:
             gpus = (hostvars.get("dl_verify_node_expect") or {}).get("gpu_count", 0)
             errors = ducf.user_errors(users, SERVED[release], gpus)
             assert not errors, f"{inventory}: {host}: {errors}"
-            assert not theano_cpu_float16(users, SERVED[release]), f"{inventory}: {host}"
-
-
-def theano_cpu_float16(users: list[dict[str, Any]], served: list[str]) -> list[str]:
-    """Users whose Keras float16 meets Theano on the CPU, where Conv2D has no float16.
-
-    Every user gets the Theano env's backend there (dl_user_config's hook), so dl-verify's
-    Conv2D training fails for them: found on the demo fleet.
-    """
-    if "theano" not in served:
-        return []
-    return [u["name"] for u in users if u["keras"].get("floatx") == "float16" and u["theano"].get("device") == "cpu"]
-
-
-def test_theano_cpu_float16_rule() -> None:
-    users = [{"name": "bob", "keras": {"floatx": "float16"}, "theano": {"device": "cpu"}},
-             {"name": "eve", "keras": {"floatx": "float16"}, "theano": {"device": "cuda0"}},
-             {"name": "al", "keras": {"floatx": "float32"}, "theano": {"device": "cpu"}}]
-    assert theano_cpu_float16(users, ["theano", "tensorflow"]) == ["bob"]
-    assert theano_cpu_float16(users, ["tensorflow"]) == []
 
 
 def test_example_layers_every_level() -> None:

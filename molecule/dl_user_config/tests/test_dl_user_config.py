@@ -13,7 +13,7 @@ GPU_NODE = "dl_user_config-debian12"
 EXPECTED = {
     GPU_NODE: {
         "alice": {"backend": "theano", "floatx": "float32", "device": "cuda1"},
-        "bob": {"backend": "tensorflow", "floatx": "float16", "device": "cpu"},
+        "bob": {"backend": "tensorflow", "floatx": "float16", "device": "cuda0"},
         "carol": {"backend": "tensorflow", "floatx": "float32", "device": "cpu"},
     },
     "dl_user_config-debian13": {

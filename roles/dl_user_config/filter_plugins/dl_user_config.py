@@ -180,7 +180,19 @@ def user_errors(
             errors.append(_bad(name, "create", user.get("create"), "true, false"))
         errors.extend(_keras_errors(name, user.get("keras") or {}, served))
         errors.extend(_theano_errors(name, user.get("theano") or {}, gpus))
+        errors.extend(_float16_errors(name, user.get("keras") or {}, user.get("theano") or {}, served))
     return errors
+
+
+def _float16_errors(name: str, keras: Mapping[str, Any], theano: Mapping[str, Any], served: list[str]) -> list[str]:
+    """Keras float16 where a Theano env runs on the CPU: Theano's CPU convolution has no
+    float16, and every user gets the Theano env's backend there (the backend hook), so Conv2D
+    fails in that env whatever the user's own backend (found on the demo fleet)."""
+    if "theano" in served and keras.get("floatx") == "float16" and str(theano.get("device")) == "cpu":
+        return [_bad(name, "keras.floatx", "float16",
+                     "float32 or float64 with theano.device cpu on a host with a Theano env "
+                     "(Theano's CPU convolution has no float16), or a cuda device")]
+    return []
 
 
 def _field_errors(
