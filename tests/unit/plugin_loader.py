@@ -32,13 +32,12 @@ def load_module_utils(*paths: Path) -> None:
 
 # run a module file as __main__ after making the given module_utils files importable
 _RUNNER = """
-import importlib.util, runpy, sys
-module, args, *utils = sys.argv[1:]
-for path in utils:
-    name = "ansible.module_utils." + path.rsplit("/", 1)[-1][:-3]
-    spec = importlib.util.spec_from_file_location(name, path)
-    sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sys.modules[name])
+import runpy, sys
+from pathlib import Path
+here, module, args, *utils = sys.argv[1:]
+sys.path.insert(0, here)
+import plugin_loader
+plugin_loader.load_module_utils(*map(Path, utils))
 sys.argv = [module, args]
 runpy.run_path(module, run_name="__main__")
 """
@@ -51,7 +50,8 @@ def run_module(path: Path, cwd: Path, args: dict[str, Any],
     the JSON it printed)."""
     args_file = cwd / "args.json"
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    done = subprocess.run([sys.executable, "-c", _RUNNER, str(path), str(args_file), *map(str, module_utils)],
+    done = subprocess.run([sys.executable, "-c", _RUNNER, str(Path(__file__).parent), str(path), str(args_file),
+                           *map(str, module_utils)],
                           capture_output=True, text=True, cwd=cwd, timeout=60, check=False)
     assert done.stdout, done.stderr
     return done.returncode, json.loads(done.stdout)
