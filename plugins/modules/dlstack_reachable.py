@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 """Check, from a node, that the network endpoints a role is about to use answer."""
 
 from __future__ import annotations
@@ -90,7 +89,8 @@ import socket
 import threading
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -105,7 +105,7 @@ def resolve(host: str, port: int, timeout: float,
     def run() -> None:
         try:
             box["result"] = getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
+        except Exception as exc:
             box["error"] = exc
 
     worker = threading.Thread(target=run, daemon=True)
@@ -135,7 +135,7 @@ def try_tcp(host: str, port: int, timeout: float) -> str:
             return ""
         except ConnectionRefusedError:
             last = f"connection refused ({host}:{port})"
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             last = f"no answer within {timeout:g} s ({host}:{port})"
         except OSError as exc:
             last = f"{exc.strerror or exc} ({host}:{port})"
@@ -155,7 +155,7 @@ def try_path(path: str) -> str:
     return ""
 
 
-def proxy_for(url: str, environ: Optional[Mapping[str, str]] = None) -> str:
+def proxy_for(url: str, environ: Mapping[str, str] | None = None) -> str:
     """The proxy URL a standard client would use for ``url`` under ``environ`` (default: this
     process's environment), or '' (the ``<scheme>_proxy`` variables, lower case first, and
     ``no_proxy``, read as urllib reads them)."""
@@ -169,7 +169,7 @@ def proxy_for(url: str, environ: Optional[Mapping[str, str]] = None) -> str:
     return proxy
 
 
-def target_of(url: str, direct: bool, environ: Optional[Mapping[str, str]] = None) -> tuple[str, Any, str]:
+def target_of(url: str, direct: bool, environ: Mapping[str, str] | None = None) -> tuple[str, Any, str]:
     """('tcp', (host, port), label) or ('path', path, label) for ``url``; ValueError if unusable."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "file":
@@ -187,7 +187,7 @@ def target_of(url: str, direct: bool, environ: Optional[Mapping[str, str]] = Non
 
 
 def check(endpoints: list[dict[str, Any]], timeout: float,
-          environ: Optional[Mapping[str, str]] = None) -> list[dict[str, Any]]:
+          environ: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Try every endpoint once per distinct target; one result per endpoint, in order."""
     tried: dict[tuple[str, Any], str] = {}
     results = []
