@@ -237,3 +237,98 @@ def test_a_template_for_an_unlisted_package_is_refused() -> None:
 def test_repositories_the_facts_do_not_serve_are_refused(path: str, message: str) -> None:
     with pytest.raises(generate.FactsError, match=message):
         generate.generate(FACTS, TEMPLATES, [path])
+# --- the roles' platform data agrees with the facts -------------------------------------------
+
+
+def _vars(role: str, name: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "roles" / role / "vars" / f"{name}.yml").read_text(encoding="utf-8"))
+
+
+def test_nvidia_repo_knows_each_repository_and_key() -> None:
+    platforms = _vars("nvidia_repo", "main")["__nvidia_repo_platforms"]
+    for dist, info in platforms.items():
+        facts = FACTS["repos"][dist]
+        assert info["key"] == facts["key"], dist
+        assert sorted(info["architectures"]) == sorted(
+            a for a, i in facts["architectures"].items() if i["status"] != "absent"), dist
+
+
+def test_the_driver_role_offers_what_the_repositories_carry() -> None:
+    deb13 = _vars("nvidia_driver", "Debian_13")["__nvidia_driver_nvidia"]
+    assert deb13["first_branch"] == FACTS["repos"]["debian13"]["driver"]["first_branch"]
+    assert int(deb13["default_branch"]) >= int(deb13["first_branch"])
+    assert any(upstream(v).startswith(deb13["default_branch"] + ".") for v in FACTS["repos"]["debian13"]["driver"]["releases"])
+    deb12 = _vars("nvidia_driver", "Debian_12")["__nvidia_driver_nvidia"]
+    assert any(upstream(v).startswith(deb12["default_branch"] + ".") for v in FACTS["repos"]["debian12"]["driver"]["releases"])
+
+
+def test_the_toolkit_and_cudnn_roles_know_what_debian13_lacks() -> None:
+    cuda13 = _vars("cuda_toolkit", "Debian_13")["__cuda_toolkit_repo"]
+    assert cuda13["cuda_majors"] == sorted({r.split(".")[0] for r in FACTS["repos"]["debian13"]["cuda"]})
+    assert cuda13["default_versions"][0] in FACTS["repos"]["debian13"]["cuda"]
+    assert _vars("cudnn", "Debian_13")["__cudnn_repo_has_cudnn"] is bool(FACTS["repos"]["debian13"]["cudnn"])
+    assert _vars("cudnn", "Debian_12")["__cudnn_repo_has_cudnn"] is bool(FACTS["repos"]["debian12"]["cudnn"])
+
+
+def test_the_fabric_manager_names_follow_the_facts() -> None:
+    debian = _vars("nvidia_driver", "Debian")["__nvidia_driver_fabric"]
+    fabric = FACTS["driver_packages"]["debian"]["fabric"]
+    assert debian["nvidia"]["until_580"] == [n.replace("@BRANCH@", "{branch}") for n, i in fabric.items()
+                                             if "from_branch" not in i]
+    assert debian["nvidia"]["from_590"] == [n for n, i in fabric.items() if "until_branch" not in i]
+
+
+# --- Ubuntu: the plan's package names against the recorded facts ------------------------------
+# No Ubuntu image can be built here (no Ubuntu mirror is reachable), so Ubuntu's package choices
+# are tested only here: the names the role installs from NVIDIA's Ubuntu repositories carry the
+# branch up to 580 and drop it from 590 (the guide's rename table), Ubuntu's archive uses the
+# -server builds.
+
+def _load_filters() -> Any:
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("nvidia_driver_filters_facts", ROOT / "roles" / "nvidia_driver" / "filter_plugins" / "nvidia_driver.py")
+    assert spec is not None and spec.loader is not None
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+nd = _load_filters()
+UBUNTU_VARS = yaml.safe_load((ROOT / "roles" / "nvidia_driver" / "vars" / "Ubuntu.yml").read_text(encoding="utf-8"))
+
+
+def ubuntu_names(method: str, branch: str, flavor: str = "open", headless: bool = True) -> dict[str, list[str]]:
+    plan = {"branch": branch, "flavor": flavor, "fabric": True}
+    return nd.nvidia_driver_packages(plan, UBUNTU_VARS["__nvidia_driver_packages"][method],
+                                     UBUNTU_VARS["__nvidia_driver_fabric"][method], headless, True, True)
+
+
+@pytest.mark.parametrize("branch", ["575", "580", "590", "595"])
+def test_ubuntu_names_follow_the_rename_table(branch: str) -> None:
+    ubuntu = FACTS["driver_packages"]["ubuntu"]
+    suffixed = int(branch) <= int(ubuntu["suffixed_until"])
+    names = ubuntu_names("nvidia", branch, headless=False)
+
+    def recorded(name: str) -> str:   # nvidia-dkms-open -> nvidia-dkms-580-open, as the table renames
+        if not suffixed:
+            return name
+        return name[:-5] + f"-{branch}-open" if name.endswith("-open") else f"{name}-{branch}"
+
+    expected = {recorded(n) for n in ubuntu["packages"]}
+    assert set(names["main"] + names["aux"]) <= expected, set(names["main"] + names["aux"]) - expected
+    assert ("libnvidia-compute-580" in names["main"]) is (branch == "580")
+    assert ("libnvidia-compute" in names["main"]) is (int(branch) >= 590)
+    assert names["main"][-1] == ("nvidia-dkms-open" if not suffixed else f"nvidia-dkms-{branch}-open")
+    # NSCQ keeps one name; Fabric Manager drops the branch from 590 (assumed, see the facts)
+    assert names["fabric"] == ([f"nvidia-fabricmanager-{branch}"] if suffixed else ["nvidia-fabricmanager"]) + ["libnvidia-nscq"]
+    # the metapackage cuda-drivers-<branch> is gone from 590: the role never installs it
+    assert not any(n.startswith("cuda-drivers") for n in names["main"])
+
+
+def test_ubuntu_archive_uses_the_server_builds() -> None:
+    names = ubuntu_names("distro", "580", flavor="proprietary")
+    assert names["main"] == ["libnvidia-compute-580-server", "nvidia-utils-580-server", "nvidia-dkms-580-server"]
+    assert names["aux"] == ["nvidia-compute-utils-580-server"]
+    assert names["fabric"] == ["nvidia-fabricmanager-580", "libnvidia-nscq-580"]
+    assert ubuntu_names("distro", "595")["main"][0] == "libnvidia-compute-595-server"
