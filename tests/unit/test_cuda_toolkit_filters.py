@@ -113,7 +113,7 @@ def test_unknown_release_lists_the_known_ones_with_the_reason() -> None:
     (message,) = preflight(["12.7"], "580")
     assert message.startswith("cuda_toolkit_versions: unknown CUDA version '12.7' (there is no CUDA 12.7; "
                               "NVIDIA went from 12.6 to 12.8); known versions: 10.0,")
-    assert message.endswith("13.2")
+    assert message.endswith("13.3")
 
 
 def test_unknown_release_is_reported_without_a_driver_too() -> None:
