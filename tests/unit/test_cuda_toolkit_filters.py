@@ -267,4 +267,16 @@ def test_missing_candidates() -> None:
 def test_filter_module_exposes_every_filter() -> None:
     names = set(ct.FilterModule().filters())
     assert names == {"cuda_toolkit_errors", "cuda_toolkit_wellformed", "cuda_toolkit_newest", "cuda_toolkit_preflight",
-                     "cuda_toolkit_lib_entries", "cuda_toolkit_missing_candidates", "cuda_toolkit_package"}
+                     "cuda_toolkit_lib_entries", "cuda_toolkit_missing_candidates", "cuda_toolkit_missing_error",
+                     "cuda_toolkit_package"}
+
+
+def test_missing_error_names_the_packages_the_source_and_the_way_out() -> None:
+    message = ct.cuda_toolkit_missing_error(["cuda-toolkit-12-7"], "gpu01", "http://mirror/debian12/x86_64/",
+                                            ["12.7"], "nvidia")
+    assert message == ("cuda_toolkit: on gpu01, cuda-toolkit-12-7 cannot be installed from http://mirror/debian12/x86_64/: "
+                       "apt has no candidate (cuda_toolkit_versions = ['12.7']). Choose releases that the repository "
+                       "offers (apt-cache search --names-only ^cuda-toolkit-), or check cuda_toolkit_repo_base_url.")
+    distro = ct.cuda_toolkit_missing_error(["nvidia-cuda-toolkit"], "gpu01", "the distribution's sources", ["11.8"],
+                                           "distro", "Debian ships nvidia-cuda-toolkit in non-free:\n  enable it.")
+    assert distro.endswith("(cuda_toolkit_versions = ['11.8']). Debian ships nvidia-cuda-toolkit in non-free: enable it.")

@@ -299,3 +299,19 @@ def test_installed_list_and_mismatches() -> None:
 def test_filter_module_exposes_every_public_filter() -> None:
     public = {name for name in dir(cd) if name.startswith("cudnn_") and callable(getattr(cd, name))}
     assert set(cd.FilterModule().filters()) == public
+
+
+def test_checksum_note_only_when_the_node_computed_another_sum() -> None:
+    assert cd.cudnn_checksum_note("", SHA) == ""
+    assert cd.cudnn_checksum_note(SHA, SHA.upper() + " ") == ""
+    assert cd.cudnn_checksum_note("b" * 64, SHA) == f" (sha256 on the node: {'b' * 64}, expected {SHA})"
+
+
+@pytest.mark.parametrize("installed, cuda, method, want", [
+    ([{"cuda": "12.5", "version": "9.3.0"}, {"cuda": "12.8", "version": "9.8.0"}], "12.8", "archive", "9.8.0"),
+    ([{"cuda": "12.5", "version": "9.3.0"}], "12.8", "archive", ""),
+    ([{"cuda": "12.5", "version": "9.3.0"}], "12.8", "nvidia", "9.3.0"),   # the system packages serve every release
+    ([], "12.8", "nvidia", ""),
+])
+def test_default_version_is_the_default_releases(installed: list, cuda: str, method: str, want: str) -> None:
+    assert cd.cudnn_default_version(installed, cuda, method) == want

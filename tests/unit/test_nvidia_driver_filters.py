@@ -324,6 +324,7 @@ LOADED = {"present": True, "loaded_modules": ["nvidia", "nvidia_uvm"], "driver_v
 def test_after_reboot_passes_only_with_the_installed_driver_loaded() -> None:
     assert f.nvidia_driver_after_reboot([LOADED, "580.95.05-1", {}]) == []
     assert f.nvidia_driver_after_reboot([{"present": False}, "", {}]) == []
+    assert f.nvidia_driver_after_reboot([LOADED, "580.95.05-1", {"state": "running"}]) == []
 
 
 @pytest.mark.parametrize("gpu, installed, fabric, problem", [
@@ -334,6 +335,8 @@ def test_after_reboot_passes_only_with_the_installed_driver_loaded() -> None:
     (LOADED, "590.48.01-1", {}, "the loaded driver is 580.95.05, the installed one 590.48.01"),
     (LOADED, "", {}, "the driver 580.95.05 is loaded but no driver package is installed"),
     (LOADED, "580.95.05-1", {"stdout": "failed"}, "Fabric Manager is failed"),
+    (LOADED, "580.95.05-1", {"state": "stopped"}, "Fabric Manager is stopped"),
+    (LOADED, "580.95.05-1", {"state": "not installed"}, "Fabric Manager is not installed"),
 ])
 def test_after_reboot_problems(gpu: dict, installed: str, fabric: dict, problem: str) -> None:
     assert problem in f.nvidia_driver_after_reboot([gpu, installed, fabric])

@@ -176,6 +176,16 @@ def cuda_toolkit_missing_candidates(policy: Any, packages: list[str]) -> list[st
     return [p for p in packages if candidates.get(p, "(none)") == "(none)"]
 
 
+def cuda_toolkit_missing_error(missing: Any, host: str, where: str, versions: Any, method: str,
+                               distro_hint: str = "") -> str:
+    """The message of a run whose sources offer no candidate for ``missing`` (package names)."""
+    hint = (distro_hint if method == "distro" else
+            "Choose releases that the repository offers (apt-cache search --names-only ^cuda-toolkit-), "
+            "or check cuda_toolkit_repo_base_url.")
+    return (f"cuda_toolkit: on {host}, {', '.join(missing or [])} cannot be installed from {where}: apt has no "
+            f"candidate (cuda_toolkit_versions = {list(versions or [])}). {' '.join(str(hint).split())}").strip()
+
+
 def cuda_toolkit_package(version: str) -> str:
     """NVIDIA's package name of a CUDA release: '12.5' -> 'cuda-toolkit-12-5'."""
     return "cuda-toolkit-" + str(version).replace(".", "-")
@@ -192,5 +202,6 @@ class FilterModule:
             "cuda_toolkit_preflight": cuda_toolkit_preflight,
             "cuda_toolkit_lib_entries": cuda_toolkit_lib_entries,
             "cuda_toolkit_missing_candidates": cuda_toolkit_missing_candidates,
+            "cuda_toolkit_missing_error": cuda_toolkit_missing_error,
             "cuda_toolkit_package": cuda_toolkit_package,
         }

@@ -360,6 +360,26 @@ def cudnn_mismatched(installed: Any, wanted: Any) -> list[dict[str, str]]:
     return [entry for entry in installed or [] if not cudnn_version_matches(entry.get("version"), wanted)]
 
 
+def cudnn_checksum_note(node_sum: Any, expected: Any) -> str:
+    """The part of the archive failure message that says what the node computed, when it differs."""
+    want = str(expected or "").strip().lower()
+    got = str(node_sum or "").strip().lower()
+    return f" (sha256 on the node: {got}, expected {want})" if got and got != want else ""
+
+
+def cudnn_default_version(installed: Any, default_cuda: Any, method: str) -> str:
+    """The cuDNN version of the default CUDA release (``installed``: cudnn_installed_list's
+    entries); with the nvidia method, whose packages serve every release of a major, the first
+    one found when the default release has none of its own; '' when there is none."""
+    entries = [e for e in installed or [] if isinstance(e, dict)]
+    for entry in entries:
+        if str(entry.get("cuda")) == str(default_cuda or ""):
+            return str(entry.get("version") or "")
+    if method == "nvidia" and entries:
+        return str(entries[0].get("version") or "")
+    return ""
+
+
 class FilterModule:
     """cudnn role filters."""
 
@@ -382,4 +402,6 @@ class FilterModule:
             "cudnn_layout_errors": cudnn_layout_errors,
             "cudnn_installed_list": cudnn_installed_list,
             "cudnn_mismatched": cudnn_mismatched,
+            "cudnn_checksum_note": cudnn_checksum_note,
+            "cudnn_default_version": cudnn_default_version,
         }

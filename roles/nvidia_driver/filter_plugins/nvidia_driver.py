@@ -274,8 +274,9 @@ def nvidia_driver_dkms_built(stdout: str, kernel: str) -> list[str]:
 def nvidia_driver_after_reboot(state: Iterable[Any]) -> list[str]:
     """What is wrong with a GPU node after the role rebooted it; empty when the driver works.
 
-    ``state`` is ``[nvidia_gpu fact, installed driver package version, result of systemctl
-    is-active nvidia-fabricmanager (or {} when the node has no NVSwitch)]``. The driver must be
+    ``state`` is ``[nvidia_gpu fact, installed driver package version, Fabric Manager's service
+    state (``{'state': ...}`` as service_facts reports it, or ``{'stdout': ...}`` of systemctl
+    is-active; {} when the node has no NVSwitch)]``. The driver must be
     loaded and report a version (a null version means no driver answers, which is a failure,
     not a pass) equal to the installed package's, and Fabric Manager must be active where it was
     checked. A node without a GPU has nothing to check.
@@ -296,8 +297,10 @@ def nvidia_driver_after_reboot(state: Iterable[Any]) -> list[str]:
         problems.append(f"the driver {running} is loaded but no driver package is installed")
     elif running != want:
         problems.append(f"the loaded driver is {running}, the installed one {want}")
-    if isinstance(fabric, Mapping) and fabric and not fabric.get("skipped") and _str(fabric.get("stdout")) != "active":
-        problems.append(f"Fabric Manager is {_str(fabric.get('stdout')) or 'not running'}")
+    if isinstance(fabric, Mapping) and fabric and not fabric.get("skipped"):
+        fabric_state = _str(fabric.get("state") or fabric.get("stdout"))
+        if fabric_state not in ("active", "running"):
+            problems.append(f"Fabric Manager is {fabric_state or 'not running'}")
     return problems
 
 
