@@ -10,11 +10,11 @@ module: apt_sources_info
 short_description: List the APT sources entries of a node (one-line and deb822 formats)
 description:
   - Reads C({root}/etc/apt/sources.list) and every C(*.list) and C(*.sources) file in
-    C({root}/etc/apt/sources.list.d) and returns one entry per source: its file, types, URIs,
-    suites, components, C(Signed-By) and whether it is enabled.
+    C({root}/etc/apt/sources.list.d) and returns one entry per source (its file, types, URIs,
+    suites, components, C(Signed-By) and whether it is enabled).
   - One-line entries (C(deb [options] URI SUITE COMPONENT...)) and deb822 stanzas
     (C(Types:), C(URIs:), C(Suites:), C(Components:), C(Signed-By:), C(Enabled:)) give the same
-    shape. Commented-out lines are skipped; a deb822 stanza with C(Enabled: no) is returned with
+    shape. Commented-out lines are skipped; a deb822 stanza with C(Enabled=no) is returned with
     C(enabled=false).
   - Read-only; never changes anything (C(changed=false)).
 version_added: "1.0.0"
@@ -80,7 +80,7 @@ entries:
       description: The C(Signed-By) value (a keyring path or an inline key's first line), or C("").
       type: str
     enabled:
-      description: False for a deb822 stanza with C(Enabled: no).
+      description: False for a deb822 stanza with C(Enabled=no).
       type: bool
 """
 

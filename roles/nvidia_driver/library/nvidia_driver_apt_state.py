@@ -13,9 +13,9 @@ description:
     the sources offer) once, and compares them with what the nvidia_driver role wants. Read-only;
     it always reports C(changed=false).
   - The driver's packages (O(main)) and Fabric Manager with NSCQ (O(fabric)) must all be at one
-    exact version, the RV(target): O(version) when given; otherwise the installed version while it
+    exact version, the RV(target) (O(version) when given; otherwise the installed version while it
     is of the branch and every package offers it (unless O(upgrade)); otherwise the newest version of
-    the branch that every one of them offers. Packages built from other sources (O(aux), such as
+    the branch that every one of them offers). Packages built from other sources (O(aux), such as
     nvidia-persistenced) take the target when they have it and the newest of the branch otherwise.
   - Installed driver packages (names starting with one of O(prefixes)) that none of those lists
     name, such as the driver's dependencies and leftovers of an earlier branch, move to the target
