@@ -48,6 +48,12 @@ from ansible.module_utils.parsing.convert_bool import boolean
 # their GA row (e.g. 11.4 Update 1 needs 470.57.02); this table keeps the GA
 # minimum, which is what "CUDA X.Y" means throughout dlstack.
 # There is no CUDA 12.7: NVIDIA went from 12.6 to 12.8.
+# CUDA 13.3 (released 2026-05-26): 610.43.02 is the driver NVIDIA released with 13.3.0
+# (cuda_compat in https://developer.download.nvidia.com/compute/cuda/redist/redistrib_13.3.0.json),
+# which is how every GA row above relates to its release; the release notes' own row was not
+# readable in the stored copy (docs/compat.md says so). CUDA 13.4 and 13.5 exist but their
+# minimum drivers could not be confirmed: they are not in the table (unknown releases are refused).
+# Every row, with its source: docs/compat.md (tests/unit/test_dlstack_compat.py reads it).
 CUDA_MIN_DRIVER: Final[Mapping[str, str]] = MappingProxyType({
     "10.0": "410.48",
     "10.1": "418.39",
@@ -73,6 +79,7 @@ CUDA_MIN_DRIVER: Final[Mapping[str, str]] = MappingProxyType({
     "13.0": "580.65.06",
     "13.1": "590.44.01",
     "13.2": "595.45.04",
+    "13.3": "610.43.02",
 })
 
 # CUDA minor-version compatibility: an application built with any CUDA X.y
@@ -315,7 +322,7 @@ def dlstack_cuda_known_versions(_: Any = None) -> list[str]:
             (``{{ none | dlstack_cuda_known_versions }}``).
 
     Returns:
-        ``['10.0', '10.1', ..., '13.2']`` sorted numerically, so ``'12.10'``
+        ``['10.0', '10.1', ..., '13.3']`` sorted numerically, so ``'12.10'``
         would sort after ``'12.9'``.
     """
     return _sorted_cuda()

@@ -113,7 +113,7 @@ def test_unknown_release_lists_the_known_ones_with_the_reason() -> None:
     (message,) = preflight(["12.7"], "580")
     assert message.startswith("cuda_toolkit_versions: unknown CUDA version '12.7' (there is no CUDA 12.7; "
                               "NVIDIA went from 12.6 to 12.8); known versions: 10.0,")
-    assert message.endswith("13.2")
+    assert message.endswith("13.3")
 
 
 def test_unknown_release_is_reported_without_a_driver_too() -> None:
@@ -163,27 +163,84 @@ def test_distro_release_is_known_and_runs_on_the_distribution_driver(name: str) 
     assert compat.dlstack_driver_supports_cuda(DISTRO_DRIVER[name], release)
 
 
-def test_default_releases_fit_the_default_driver_and_tensorflow() -> None:
-    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
-    for release in defaults["cuda_toolkit_versions"]:
-        assert compat.dlstack_driver_supports_cuda("580", release)   # nvidia_driver's default branch
-    assert compat.dlstack_tf_build("2.21")["cuda"] in defaults["cuda_toolkit_versions"]
+def test_default_releases_fit_tensorflow_where_the_repository_has_cuda12() -> None:
+    assert compat.dlstack_tf_build("2.21")["cuda"] in _vars("Debian_12.yml")["__cuda_toolkit_repo"]["default_versions"]
 
 
-# --- probes ----------------------------------------------------------------------------------
+# --- linker entries ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.247.01  Thu Apr 10 19:31:50 UTC 2025\n"
-     "GCC version:  gcc version 12.2.0\n535.261.03-1\n", "535.247.01"),
-    ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build\n", "580.65.06"),
-    ("580.95.05-1\n", "580.95.05"),
-    ("1:535.247.01-1~deb12u1\n", "535.247.01"),
-    ("", ""),
-    ("garbage\n", ""),
-    (None, ""),
-])
-def test_driver_from_probe(text: Any, expected: str) -> None:
-    assert ct.cuda_toolkit_driver_from_probe(text) == expected
+LD_CONF = """\
+/etc/ld.so.conf:1:include /etc/ld.so.conf.d/*.conf
+/etc/ld.so.conf.d/000_cuda.conf:1:/usr/local/cuda/targets/x86_64-linux/lib
+/etc/ld.so.conf.d/988_cuda-12.conf:1:/usr/local/cuda-12/targets/x86_64-linux/lib
+/etc/ld.so.conf.d/988_cuda-13.conf:1:/usr/local/cuda-13/targets/sbsa-linux/lib
+/etc/ld.so.conf.d/cuda-from-a-blog.conf:1:/usr/local/cuda/lib
+/etc/ld.so.conf.d/cuda-from-a-blog.conf:2:  /usr/local/cuda-12.8/lib/   # comment
+/etc/ld.so.conf.d/dlstack-cuda.conf:3:/usr/local/cuda/lib64
+/etc/ld.so.conf.d/x86_64-linux-gnu.conf:2:/usr/lib/x86_64-linux-gnu
+"""
+
+
+def test_lib_entries_flags_lib_but_not_nvidias_targets_entries() -> None:
+    assert ct.cuda_toolkit_lib_entries(LD_CONF) == [
+        "/etc/ld.so.conf.d/cuda-from-a-blog.conf:1:/usr/local/cuda/lib",
+        "/etc/ld.so.conf.d/cuda-from-a-blog.conf:2:/usr/local/cuda-12.8/lib/   # comment"]
+    assert ct.cuda_toolkit_lib_entries("") == [] and ct.cuda_toolkit_lib_entries(None) == []
+
+
+# --- the platform's repository -----------------------------------------------------------------
+
+DEBIAN13_REPO = {"name": "debian13", "cuda_majors": ["13"], "default_versions": ["13.1"]}
+
+
+def test_debian13s_repository_refuses_cuda12_naming_what_it_has() -> None:
+    distro = {"version": "12.4", "package": "nvidia-cuda-toolkit"}
+    assert ct.cuda_toolkit_errors(["12.5", "13.1"], "", "nvidia", KNOWN, distro, "Debian 13", DEBIAN13_REPO) == [
+        "cuda_toolkit_versions = ['12.5'] cannot come from NVIDIA's debian13 repository, which carries CUDA 13 "
+        "releases only; allowed: releases such as 13.1, or cuda_toolkit_method: distro (Debian 13 ships CUDA 12.4)"]
+    assert ct.cuda_toolkit_errors(["13.1", "13.2"], "", "nvidia", KNOWN, distro, "Debian 13", DEBIAN13_REPO) == []
+    # the distro method is not limited by NVIDIA's repository
+    assert ct.cuda_toolkit_errors(["12.4"], "", "distro", KNOWN, distro, "Debian 13", DEBIAN13_REPO) == []
+
+
+@pytest.mark.parametrize("name", ["Debian_12.yml", "Debian_13.yml", "Ubuntu_22.yml", "Ubuntu_24.yml"])
+def test_platform_defaults_are_offered_by_the_repository_and_known(name: str) -> None:
+    repo = _vars(name)["__cuda_toolkit_repo"]
+    for release in repo["default_versions"]:
+        assert release in KNOWN and release.split(".")[0] in repo["cuda_majors"]
+        # they run on the nvidia_driver role's default branch of the platform
+        branch = yaml.safe_load((ROOT / "roles" / "nvidia_driver" / "vars" / name).read_text())["__nvidia_driver_nvidia"]
+        assert compat.dlstack_driver_supports_cuda(branch["default_branch"], release), (name, release)
+
+
+# --- the preflight assembly ---------------------------------------------------------------------
+
+
+def test_preflight_assembles_every_message() -> None:
+    checks = {
+        "input": ["cuda_toolkit_default = '11.8' is not one of cuda_toolkit_versions"],
+        "unknown": ["unknown CUDA version '12.7'"],
+        "driver": ["CUDA 13.0 needs NVIDIA driver >= 580.65.06, but the driver is 575"],
+        "driver_source": "the nvidia_driver role in this play",
+        "method": "distro",
+        "repo_base_url": "developer.download.nvidia.com",
+        "link": {"exists": True, "islnk": False, "isdir": True, "path": "/usr/local/cuda"},
+        "release_bins": [["/usr/local/cuda-11.8/bin", {"exists": True, "isdir": True, "islnk": False}],
+                         ["/usr/local/cuda-12.4/bin", {"exists": True, "isdir": True, "islnk": True}]],
+    }
+    assert ct.cuda_toolkit_preflight(checks) == [
+        "cuda_toolkit_default = '11.8' is not one of cuda_toolkit_versions",
+        "cuda_toolkit_versions: unknown CUDA version '12.7'",
+        "cuda_toolkit_versions: CUDA 13.0 needs NVIDIA driver >= 580.65.06, but the driver is 575 "
+        "(driver from the nvidia_driver role in this play)",
+        "/usr/local/cuda is a directory, not a link: another CUDA installation owns it; move it away (for example to "
+        "/usr/local/cuda.orig) so that the role can manage the default release",
+        "cuda_toolkit_method = distro cannot use /usr/local/cuda-11.8: another CUDA installation is there (its bin is "
+        "a directory); remove it, or install that release with cuda_toolkit_method: nvidia"]
+    # the URL matters only to the nvidia method
+    assert ct.cuda_toolkit_preflight({"method": "nvidia", "repo_base_url": "x"}) == [
+        "cuda_toolkit_repo_base_url = 'x' is invalid; allowed: an http(s):// or file:// URL"]
+    assert ct.cuda_toolkit_preflight({"method": "nvidia", "repo_base_url": "https://mirror/repos", "link": {}}) == []
 
 
 POLICY = """cuda-toolkit-12-5:
@@ -209,5 +266,17 @@ def test_missing_candidates() -> None:
 
 def test_filter_module_exposes_every_filter() -> None:
     names = set(ct.FilterModule().filters())
-    assert names == {"cuda_toolkit_errors", "cuda_toolkit_wellformed", "cuda_toolkit_newest",
-                     "cuda_toolkit_driver_from_probe", "cuda_toolkit_missing_candidates", "cuda_toolkit_package"}
+    assert names == {"cuda_toolkit_errors", "cuda_toolkit_wellformed", "cuda_toolkit_newest", "cuda_toolkit_preflight",
+                     "cuda_toolkit_lib_entries", "cuda_toolkit_missing_candidates", "cuda_toolkit_missing_error",
+                     "cuda_toolkit_package"}
+
+
+def test_missing_error_names_the_packages_the_source_and_the_way_out() -> None:
+    message = ct.cuda_toolkit_missing_error(["cuda-toolkit-12-7"], "gpu01", "http://mirror/debian12/x86_64/",
+                                            ["12.7"], "nvidia")
+    assert message == ("cuda_toolkit: on gpu01, cuda-toolkit-12-7 cannot be installed from http://mirror/debian12/x86_64/: "
+                       "apt has no candidate (cuda_toolkit_versions = ['12.7']). Choose releases that the repository "
+                       "offers (apt-cache search --names-only ^cuda-toolkit-), or check cuda_toolkit_repo_base_url.")
+    distro = ct.cuda_toolkit_missing_error(["nvidia-cuda-toolkit"], "gpu01", "the distribution's sources", ["11.8"],
+                                           "distro", "Debian ships nvidia-cuda-toolkit in non-free:\n  enable it.")
+    assert distro.endswith("(cuda_toolkit_versions = ['11.8']). Debian ships nvidia-cuda-toolkit in non-free: enable it.")

@@ -216,8 +216,65 @@ def test_madison_and_version_selection() -> None:
 
 
 def test_package_names() -> None:
-    assert cd.cudnn_packages("9.3.0", "12") == ["libcudnn9-cuda-12", "libcudnn9-dev-cuda-12"]
-    assert cd.cudnn_packages("8.9.7", "11") == ["libcudnn8-cuda-11", "libcudnn8-dev-cuda-11"]
+    assert cd.cudnn_packages("9.3.0", "12") == ["libcudnn9-cuda-12", "libcudnn9-dev-cuda-12", "libcudnn9-headers-cuda-12"]
+    assert cd.cudnn_packages("8.9.7", "11") == ["libcudnn8-cuda-11", "libcudnn8-dev-cuda-11", "libcudnn8-headers-cuda-11"]
+
+
+# apt-cache madison of the three packages on the fixture repository (generated from
+# tests/fixtures/nvidia_repo/facts.yml: 9.3.0 and 9.8.0 in two packages, 9.13.0 in three)
+REPO_MADISON = """\
+libcudnn9-cuda-12 | 9.13.0.50-1 | http://127.0.0.1:8555/compute/cuda/repos/debian12/x86_64  Packages
+libcudnn9-cuda-12 |  9.8.0.87-1 | http://127.0.0.1:8555/compute/cuda/repos/debian12/x86_64  Packages
+libcudnn9-cuda-12 |  9.3.0.75-1 | http://127.0.0.1:8555/compute/cuda/repos/debian12/x86_64  Packages
+libcudnn9-dev-cuda-12 | 9.13.0.50-1 | http://127.0.0.1:8555/compute/cuda/repos/debian12/x86_64  Packages
+libcudnn9-dev-cuda-12 |  9.8.0.87-1 | http://127.0.0.1:8555/compute/cuda/repos/debian12/x86_64  Packages
+libcudnn9-dev-cuda-12 |  9.3.0.75-1 | http://127.0.0.1:8555/compute/cuda/repos/debian12/x86_64  Packages
+libcudnn9-headers-cuda-12 | 9.13.0.50-1 | http://127.0.0.1:8555/compute/cuda/repos/debian12/x86_64  Packages
+"""
+
+
+def test_repo_selection_adds_the_headers_package_where_it_is_split_out() -> None:
+    split = cd.cudnn_repo_selection(REPO_MADISON, "9.13.0", "12")
+    assert split["version"] == "9.13.0.50-1"
+    assert split["packages"] == ["libcudnn9-cuda-12", "libcudnn9-dev-cuda-12", "libcudnn9-headers-cuda-12"]
+    two = cd.cudnn_repo_selection(REPO_MADISON, "9.3.0", "12")
+    assert two["version"] == "9.3.0.75-1" and two["packages"] == ["libcudnn9-cuda-12", "libcudnn9-dev-cuda-12"]
+    assert cd.cudnn_repo_selection(REPO_MADISON, "9.8.0.87", "12")["version"] == "9.8.0.87-1"
+    missing = cd.cudnn_repo_selection(REPO_MADISON, "9.9.9", "12")
+    assert missing["version"] == "" and missing["packages"] == []
+    assert missing["offered"] == ["9.13.0.50-1", "9.8.0.87-1", "9.3.0.75-1"]
+    # a build the dev package lacks is not installable
+    runtime_only = "libcudnn9-cuda-12 | 9.14.0.64-1 | http://x Packages\n"
+    assert cd.cudnn_repo_selection(runtime_only, "9.14.0", "12")["version"] == ""
+
+
+def test_cuda_releases_given_from_the_toolkit_or_on_the_node() -> None:
+    toolkit = {"versions": ["12.5", "12.8"], "default": "12.8"}
+    assert cd.cudnn_cuda_releases(["12.8"], toolkit, ["12.5", "12.8"]) == ["12.8"]
+    assert cd.cudnn_cuda_releases([], toolkit, ["11.8"]) == ["12.5", "12.8"]
+    assert cd.cudnn_cuda_releases([], {}, ["11.8", "12.5"]) == ["11.8", "12.5"]
+    assert cd.cudnn_cuda_releases("12.5", toolkit, []) == "12.5"   # malformed: cudnn_errors names it
+
+
+def test_preflight_assembles_every_message() -> None:
+    checks = {"input": ["cudnn_version = 9.3 is a number"], "sources": ["cudnn_archives[0].src = 'x' was not found"],
+              "layout": [], "cuda": ["11.8", "12.5", "13.1"], "node_cuda": ["12.5"], "planned": ["13.1"],
+              "prefix": "/usr/local/cuda"}
+    assert cd.cudnn_preflight(checks) == [
+        "cudnn_version = 9.3 is a number", "cudnn_archives[0].src = 'x' was not found",
+        "cudnn_cuda_versions: CUDA 11.8 is not installed on this node (/usr/local/cuda-11.8 is missing; it has 12.5); "
+        "install it first (the cuda_toolkit role, cuda_toolkit_versions) or leave it out"]
+    assert cd.cudnn_preflight({"cuda": "12.5"}) == []
+
+
+def test_nvidia_method_is_refused_where_the_repository_has_no_cudnn() -> None:
+    repo = {"has_cudnn": False, "platform": "Debian 13"}
+    errors = cd.cudnn_errors("nvidia", "9.13.0", ["13.1"], [], [], ["13.1"], repo)
+    assert errors == [
+        "cudnn_method = nvidia: NVIDIA's repository for Debian 13 has no cuDNN packages (NVIDIA/cuda-repo-management#32: "
+        "expected until a cuDNN release supports it); allowed: cudnn_method: archive with NVIDIA's redistributable "
+        "tarball in cudnn_archives"]
+    assert cd.cudnn_errors("nvidia", "9.3.0", ["12.5"], [], [], ["12.5"], {"has_cudnn": True}) == []
 
 
 def test_cuda_from_link() -> None:
@@ -242,3 +299,19 @@ def test_installed_list_and_mismatches() -> None:
 def test_filter_module_exposes_every_public_filter() -> None:
     public = {name for name in dir(cd) if name.startswith("cudnn_") and callable(getattr(cd, name))}
     assert set(cd.FilterModule().filters()) == public
+
+
+def test_checksum_note_only_when_the_node_computed_another_sum() -> None:
+    assert cd.cudnn_checksum_note("", SHA) == ""
+    assert cd.cudnn_checksum_note(SHA, SHA.upper() + " ") == ""
+    assert cd.cudnn_checksum_note("b" * 64, SHA) == f" (sha256 on the node: {'b' * 64}, expected {SHA})"
+
+
+@pytest.mark.parametrize("installed, cuda, method, want", [
+    ([{"cuda": "12.5", "version": "9.3.0"}, {"cuda": "12.8", "version": "9.8.0"}], "12.8", "archive", "9.8.0"),
+    ([{"cuda": "12.5", "version": "9.3.0"}], "12.8", "archive", ""),
+    ([{"cuda": "12.5", "version": "9.3.0"}], "12.8", "nvidia", "9.3.0"),   # the system packages serve every release
+    ([], "12.8", "nvidia", ""),
+])
+def test_default_version_is_the_default_releases(installed: list, cuda: str, method: str, want: str) -> None:
+    assert cd.cudnn_default_version(installed, cuda, method) == want

@@ -194,6 +194,85 @@ def test_gpus_without_nvidia_smi(node: Path) -> None:
     assert dv.check_gpus(make_ctx(node, {"gpu_count": 2})).reason == "nvidia-smi not found"
 
 
+# --- NVSwitch fabric (recorded `nvidia-smi -q` of an HGX H100 node) ----------------------------
+
+
+def pci_nvswitch(root: Path, address: str) -> None:
+    dev = root / "pci" / address
+    dev.mkdir(parents=True)
+    (dev / "vendor").write_text("0x10de\n")
+    (dev / "class").write_text("0x068000\n")
+
+
+@pytest.fixture
+def hgx(node: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The node as an HGX H100: 8 GPUs and 4 NVSwitches on the PCI bus, Fabric Manager active."""
+    for bus in ("18", "2a", "3a", "5d", "9a", "ab", "ba", "db"):
+        pci_gpu(node, f"0000:{bus}:00.0")
+    for bus in ("05", "06", "07", "08"):
+        pci_nvswitch(node, f"0000:{bus}:00.0")
+    systemctl = write_exe(node / "bin" / "systemctl", 'echo "$(cat ' + str(node / "fm-state") + ')"\n')
+    (node / "fm-state").write_text("active\n")
+    monkeypatch.setattr(dv, "SYSTEMCTL", str(systemctl))
+    return node
+
+
+@pytest.mark.parametrize("name, states", [
+    ("nvidia-smi-q-hgx-h100-completed.txt", [("Completed", "Success")] * 8),
+    ("nvidia-smi-q-hgx-h100-in-progress.txt", [("In Progress", None)] * 8),
+    ("nvidia-smi-q-hgx-h100-failed.txt", [("Completed", "Success")] * 5 + [("Completed", "Insufficient Resources")]
+     + [("Completed", "Success")] * 2),
+])
+def test_parse_fabric(name: str, states: list[tuple[str, str | None]]) -> None:
+    gpus = dv.parse_fabric(fixture(name))
+    assert [(g["state"], g["status"]) for g in gpus] == states
+    assert gpus[0]["gpu"] == "00000000:18:00.0" and gpus[-1]["gpu"] == "00000000:DB:00.0"
+
+
+def test_parse_fabric_ignores_health_and_other_sections() -> None:
+    text = ("GPU 00000000:01:00.0\n    Fabric\n        State : N/A\n        Status : N/A\n"
+            "        Health\n            Status : Degraded\n    Temperature\n        Status : Hot\n")
+    assert dv.parse_fabric(text) == [{"gpu": "00000000:01:00.0", "state": None, "status": None}]
+    assert dv.parse_fabric("No devices were found\n") == []
+
+
+def test_fabric_passes_when_every_gpu_completed(hgx: Path) -> None:
+    res = dv.check_fabric(make_ctx(hgx, smi=fake_smi(hgx, "nvidia-smi-q-hgx-h100-completed.txt")))
+    assert (res.status, res.required) == ("pass", True), res.reason
+    assert res.reason == "8 GPU(s) fabric Completed/Success; nvidia-fabricmanager active; 4 NVSwitch(es)"
+
+
+def test_fabric_in_progress_fails_naming_each_gpu(hgx: Path) -> None:
+    res = dv.check_fabric(make_ctx(hgx, smi=fake_smi(hgx, "nvidia-smi-q-hgx-h100-in-progress.txt")))
+    assert res.status == "fail" and res.required
+    assert res.reason.startswith("GPU 00000000:18:00.0: fabric In Progress; GPU 00000000:2A:00.0: fabric In Progress")
+
+
+def test_fabric_error_status_fails(hgx: Path) -> None:
+    res = dv.check_fabric(make_ctx(hgx, smi=fake_smi(hgx, "nvidia-smi-q-hgx-h100-failed.txt")))
+    assert res.status == "fail"
+    assert res.reason == "GPU 00000000:AB:00.0: fabric Completed with status Insufficient Resources"
+
+
+def test_fabric_fails_when_fabric_manager_does_not_run(hgx: Path) -> None:
+    (hgx / "fm-state").write_text("failed\n")
+    res = dv.check_fabric(make_ctx(hgx, smi=fake_smi(hgx, "nvidia-smi-q-hgx-h100-completed.txt")))
+    assert res.status == "fail"
+    assert res.reason == "nvidia-fabricmanager is failed: without it CUDA fails with error 802 on these GPUs"
+
+
+def test_fabric_without_nvidia_smi_fails_on_an_nvswitch_node(hgx: Path) -> None:
+    res = dv.check_fabric(make_ctx(hgx))
+    assert res.status == "fail" and res.reason == "cannot read the fabric state: nvidia-smi not found"
+
+
+def test_fabric_is_skipped_with_a_reason_without_nvswitches(node: Path) -> None:
+    pci_gpu(node)
+    res = dv.check_fabric(make_ctx(node, smi=fake_smi(node, "nvidia-smi-q-hgx-h100-in-progress.txt")))
+    assert (res.status, res.required) == ("skip", False)
+    assert res.reason == "no NVSwitch on this node: Fabric Manager is for NVSwitch systems"
+
+
 # --- CUDA and cuDNN ----------------------------------------------------------------------------
 
 
@@ -572,7 +651,8 @@ def healthy_node(root: Path) -> list[str]:
 EXPECT_ALL = {"backend": "theano", "floatx": "float32", "device": "cuda0", "gpu_count": 8, "driver_branch": "580",
               "cuda_default": "12.5", "cudnn_major": 9,
               "envs": {"keras2-theano": {"backend": "theano"}, "keras3-tf": {"backend": "tensorflow"}}}
-ALL_CHECKS = ["driver", "gpus", "cuda", "cudnn", "keras_config", "theano_config", "env:keras2-theano", "env:keras3-tf"]
+ALL_CHECKS = ["driver", "gpus", "fabric", "cuda", "cudnn", "keras_config", "theano_config", "env:keras2-theano",
+              "env:keras3-tf"]
 
 
 def test_table_lists_every_check(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -582,9 +662,9 @@ def test_table_lists_every_check(node: Path, capsys: pytest.CaptureFixture[str])
     rows = {line.split()[1]: line.split()[0] for line in out.splitlines()[2:] if line.split()[:1] in
             (["PASS"], ["FAIL"], ["SKIP"])}
     assert list(rows) == ALL_CHECKS
-    assert rows["gpus"] == "FAIL" and set(rows.values()) == {"PASS", "FAIL"}
+    assert rows["gpus"] == "FAIL" and rows["fabric"] == "SKIP" and set(rows.values()) == {"PASS", "FAIL", "SKIP"}
     assert "expected 2 GPUs, found 8" in out
-    assert out.rstrip().endswith("8 checks: 7 pass, 1 fail, 0 skip -- FAILED (required: gpus)")
+    assert out.rstrip().endswith("9 checks: 7 pass, 1 fail, 1 skip -- FAILED (required: gpus)")
 
 
 def test_json_output(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -593,7 +673,7 @@ def test_json_output(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {"host", "user", "time", "checks", "summary", "ok"}
     assert [c["id"] for c in report["checks"]] == ALL_CHECKS
-    assert report["summary"] == {"pass": 8, "fail": 0, "skip": 0} and report["ok"] is True
+    assert report["summary"] == {"pass": 8, "fail": 0, "skip": 1} and report["ok"] is True
     assert all(set(c) == {"id", "title", "status", "reason", "data", "required"} for c in report["checks"])
 
 

@@ -1,8 +1,9 @@
 """Unit tests for plugins/filter/dlstack_compat.py.
 
-The plugin is loaded by file path (the repository is not a Python package).
-Expected values are hard-coded copies of /work/shared/reference/compat.md so
-that a typo in the plugin's tables fails here instead of being read back.
+The plugin is loaded by file path (the repository is not a Python package). The expected
+values are read from the tables of docs/compat.md, the project's record of these facts with
+their sources, so that a typo in the plugin's tables (or a fact changed on one side only)
+fails here instead of being read back.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ansible.errors import AnsibleFilterError
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "plugins" / "filter" / "dlstack_compat.py"
+COMPAT_MD = REPO / "docs" / "compat.md"
 
 
 def _load_plugin() -> ModuleType:
@@ -33,30 +35,23 @@ def _load_plugin() -> ModuleType:
 
 dc = _load_plugin()
 
-# --- Hard-coded copy of compat.md ------------------------------------------
 
-COMPAT_MD_CUDA: dict[str, str] = {
-    "10.0": "410.48", "10.1": "418.39", "10.2": "440.33",
-    "11.0": "450.51.05", "11.1": "455.23", "11.2": "460.27.03", "11.3": "465.19.01",
-    "11.4": "470.42.01", "11.5": "495.29.05", "11.6": "510.39.01", "11.7": "515.43.04",
-    "11.8": "520.61.05",
-    "12.0": "525.60.13", "12.1": "530.30.02", "12.2": "535.54.03", "12.3": "545.23.06",
-    "12.4": "550.54.14", "12.5": "555.42.02", "12.6": "560.28.03", "12.8": "570.26",
-    "12.9": "575.51.03",
-    "13.0": "580.65.06", "13.1": "590.44.01", "13.2": "595.45.04",
-}
-COMPAT_MD_ORDER: list[str] = [
-    "10.0", "10.1", "10.2", "11.0", "11.1", "11.2", "11.3", "11.4", "11.5", "11.6", "11.7", "11.8",
-    "12.0", "12.1", "12.2", "12.3", "12.4", "12.5", "12.6", "12.8", "12.9", "13.0", "13.1", "13.2",
-]
-COMPAT_MD_FLOORS: dict[int, str] = {11: "450.80.02", 12: "525.60.13", 13: "580"}
+def _md_table(heading: str) -> list[list[str]]:
+    """The rows (cells, header and separator left out) of the first table under a '## heading'."""
+    text = COMPAT_MD.read_text(encoding="utf-8")
+    section = text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
+
+
+# --- The facts as docs/compat.md records them -------------------------------
+
+COMPAT_MD_CUDA: dict[str, str] = {row[0]: row[1] for row in _md_table("Minimum Linux x86_64 NVIDIA driver")}
+COMPAT_MD_ORDER: list[str] = [row[0] for row in _md_table("Minimum Linux x86_64 NVIDIA driver")]
+COMPAT_MD_FLOORS: dict[int, str] = {int(row[0]): row[1] for row in _md_table("CUDA minor-version compatibility")}
 # TF minor -> (cuDNN, CUDA)
-COMPAT_MD_TF: dict[str, tuple[str, str]] = {
-    "2.12": ("8.6", "11.8"), "2.13": ("8.6", "11.8"), "2.14": ("8.7", "11.8"),
-    "2.15": ("8.9", "12.2"), "2.16": ("8.9", "12.3"), "2.17": ("8.9", "12.3"),
-    "2.18": ("9.3", "12.5"), "2.19": ("9.3", "12.5"), "2.20": ("9.3", "12.5"),
-    "2.21": ("9.3", "12.5"),
-}
+COMPAT_MD_TF: dict[str, tuple[str, str]] = {row[0]: (row[1], row[2]) for row in _md_table("TensorFlow GPU builds")}
+COMPAT_MD_THEANO: dict[str, str] = {row[0]: row[1] for row in _md_table("Theano 1.0.5 and cuDNN")}
 
 
 def _one_patch_below(version: str) -> str:
@@ -82,10 +77,19 @@ def test_cuda_table_equals_compat_md() -> None:
     assert dict(dc.CUDA_MIN_DRIVER) == COMPAT_MD_CUDA
 
 
-def test_compat_md_copy_is_consistent() -> None:
-    # Guards the hard-coded copy itself against a paste error.
-    assert sorted(COMPAT_MD_CUDA) == sorted(COMPAT_MD_ORDER)
-    assert len(COMPAT_MD_CUDA) == 24
+def test_compat_md_tables_are_read_whole() -> None:
+    # Guards the reading of docs/compat.md: every row, in release order, each with its source.
+    assert sorted(COMPAT_MD_CUDA) == sorted(COMPAT_MD_ORDER) and len(COMPAT_MD_ORDER) == len(set(COMPAT_MD_ORDER))
+    assert COMPAT_MD_ORDER == sorted(COMPAT_MD_ORDER, key=lambda v: tuple(int(p) for p in v.split(".")))
+    assert len(COMPAT_MD_CUDA) == 25 and COMPAT_MD_ORDER[-1] == "13.3"
+    assert all(row[2] for row in _md_table("Minimum Linux x86_64 NVIDIA driver"))
+    assert len(COMPAT_MD_TF) == 10 and COMPAT_MD_FLOORS[13] == "580"
+
+
+def test_theano_range_equals_compat_md() -> None:
+    assert dc.THEANO_CUDNN_MIN_MAJOR == int(COMPAT_MD_THEANO["oldest cuDNN major"])
+    assert dc.THEANO_CUDNN_MAX_MAJOR == int(COMPAT_MD_THEANO["newest cuDNN major"])
+    assert ".".join(map(str, dc.THEANO_CUDNN_WARN_FROM)) == COMPAT_MD_THEANO["warns from"]
 
 
 @pytest.mark.parametrize(("cuda", "driver"), sorted(COMPAT_MD_CUDA.items()))
@@ -147,7 +151,7 @@ def test_known_versions_sort_is_numeric(monkeypatch: pytest.MonkeyPatch) -> None
 
 # --- Unknown / malformed CUDA versions -----------------------------------------
 
-@pytest.mark.parametrize("cuda", ["9.2", "12.7", "13.3", "14.0", "11.9", "1.0"])
+@pytest.mark.parametrize("cuda", ["9.2", "12.7", "13.4", "14.0", "11.9", "1.0"])
 def test_min_driver_unknown_version_lists_known(cuda: str) -> None:
     with pytest.raises(AnsibleFilterError) as err:
         dc.dlstack_cuda_min_driver(cuda)

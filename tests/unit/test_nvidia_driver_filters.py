@@ -8,6 +8,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,7 +146,8 @@ def test_flavor_that_does_not_drive_the_gpus() -> None:
         "older than Turing on this host: 0000:3b:00.0 (device 0x1db4); allowed: proprietary"]
     assert plan(kernel_module_flavor="proprietary", gpus=[B200])["errors"] == [
         "nvidia_driver_kernel_module_flavor = 'proprietary' selects the proprietary kernel modules, which do not "
-        "drive the Blackwell or newer GPUs on this host: 0000:1b:00.0 (device 0x2901); allowed: open, auto"]
+        "drive the Grace Hopper (GH200), Blackwell or newer GPUs on this host: 0000:1b:00.0 (device 0x2901); "
+        "allowed: open, auto"]
     # Debian 12 has no open modules for a Blackwell GPU
     assert "is not available with nvidia_driver_method = distro" in plan(method="distro", gpus=[B200])["errors"][0]
 
@@ -200,110 +202,100 @@ def test_kernel_flavor(kernel: str, flavor: str) -> None:
     assert f.nvidia_driver_kernel_flavor(kernel) == flavor
 
 
-# --- apt-cache policy -------------------------------------------------------------------------
+# --- the platform's repository, pre-Turing GPUs on 590+, Grace Hopper, NVSwitches ---------------
 
-POLICY = """\
-nvidia-driver-cuda:
-  Installed: 580.65.06-1
-  Candidate: 580.65.06-1
-  Version table:
-     590.44.01-1 500
-        500 http://127.0.0.1:8555/compute/cuda/repos/debian12/x86_64  Packages
-     580.95.05-1 500
-        500 http://127.0.0.1:8555/compute/cuda/repos/debian12/x86_64  Packages
- *** 580.65.06-1 1001
-        500 http://127.0.0.1:8555/compute/cuda/repos/debian12/x86_64  Packages
-        100 /var/lib/dpkg/status
-     575.57.08-1 500
-        500 http://127.0.0.1:8555/compute/cuda/repos/debian12/x86_64  Packages
-nvidia-persistenced:
-  Installed: 535.171.04-1~deb12u1
-  Candidate: 535.171.04-1~deb12u1
-  Version table:
- *** 535.171.04-1~deb12u1 1001
-        500 http://deb.debian.org/debian bookworm/contrib amd64 Packages
-        100 /var/lib/dpkg/status
-libcuda1:
-  Installed: (none)
-  Candidate: 535.309.01-0+deb12u1
-  Version table:
-     535.309.01-0+deb12u1 500
-        500 http://deb.debian.org/debian-security bookworm-security/non-free amd64 Packages
-     535.261.03-1 500
-        500 http://deb.debian.org/debian bookworm/non-free amd64 Packages
-nvidia-driver:
-  Installed: (none)
-  Candidate: (none)
-  Version table:
-"""
+# What the role passes on Debian 13 (vars/Debian_13.yml, vars/main.yml): NVIDIA's debian13
+# repository starts at 590, 580 is the last branch for pre-Turing GPUs.
+OFFERS_TRIXIE: dict[str, Any] = dict(
+    OFFERS_DEBIAN13,
+    nvidia={"branches": [], "default_branch": "590", "first_branch": "590", "repo": "debian13",
+            "first_branch_note": "NVIDIA/cuda-repo-management#38", "flavors": ["open", "proprietary"]},
+    open_only_device_ids=[0x2342, 0x2343, 0x2345, 0x2348], last_pre_turing_branch="580",
+    fabric={"nvidia": True, "distro": False})
+GH200 = {"pci_address": "0009:01:00.0", "device_id": "0x2342"}
+NVSWITCH = {"pci_address": "0000:05:00.0", "device_id": "0x22a3"}
 
 
-def test_apt_policy() -> None:
-    policy = f.nvidia_driver_apt_policy(POLICY)
-    assert policy["nvidia-driver-cuda"] == {
-        "installed": "580.65.06-1", "candidate": "580.65.06-1",
-        "versions": ["590.44.01-1", "580.95.05-1", "580.65.06-1", "575.57.08-1"]}
-    assert policy["libcuda1"]["installed"] is None
-    assert policy["libcuda1"]["versions"] == ["535.309.01-0+deb12u1", "535.261.03-1"]
-    assert policy["nvidia-driver"] == {"installed": None, "candidate": None, "versions": []}
-    assert "nosuchpkg" not in policy
-    assert f.nvidia_driver_apt_policy("") == {}
+def trixie(gpus: list | None = None, switches: list | None = None, **cfg: Any) -> dict[str, Any]:
+    base = {"method": "nvidia", "branch": "", "version": "", "kernel_module_flavor": "auto",
+            "kernel_module_steps": "auto", "repo_base_url": "http://x/repos", "repo_keyring_checksum": "",
+            "module_signing_key": "", "module_signing_cert": ""}
+    return f.nvidia_driver_plan(dict(base, **cfg), OFFERS_TRIXIE, gpus or [], "Debian 13", switches or [])
 
 
-def test_version_status() -> None:
-    status = f.nvidia_driver_version_status(POLICY, [
-        ["nvidia-driver-cuda", "580.*"],
-        ["libcuda1", "535.309.01-*"],
-        ["nvidia-persistenced", "535.309.01-*", "535.*"],   # falls back to the branch
-        ["nvidia-driver", "535.*"],
-        ["nosuchpkg", "580.*"],
-    ])
-    by = {s["name"]: s for s in status}
-    cuda = by["nvidia-driver-cuda"]
-    assert cuda["available"] and cuda["installed_ok"] and not cuda["up_to_date"] and cuda["newest"] == "580.95.05-1"
-    assert by["libcuda1"]["available"] and not by["libcuda1"]["installed_ok"]
-    assert by["nvidia-persistenced"]["pattern"] == "535.*" and by["nvidia-persistenced"]["up_to_date"]
-    assert not by["nvidia-driver"]["available"]
-    assert by["nvidia-driver"]["describe"] == "nvidia-driver has no version 535.* (available: none)"
-    assert not by["nosuchpkg"]["known"] and by["nosuchpkg"]["describe"] == "nosuchpkg is unknown to apt"
-    missing = f.nvidia_driver_version_status(POLICY, [["nvidia-driver-cuda", "570.*"]])[0]
-    assert missing["describe"] == ("nvidia-driver-cuda has no version 570.* "
-                                   "(available: 590.44.01-1, 580.95.05-1, 580.65.06-1, 575.57.08-1)")
+def test_debian13_defaults_to_590_and_refuses_what_its_repository_lacks() -> None:
+    assert trixie()["branch"] == "590"
+    assert trixie(branch="595")["branch"] == "595"
+    assert trixie(branch="580")["errors"] == [
+        "nvidia_driver_branch = '580' is not in NVIDIA's debian13 repository, which carries branch 590 and later "
+        "only (NVIDIA/cuda-repo-management#38); allowed: 590 or a later branch, or nvidia_driver_method: distro"]
+    assert trixie(version="575.57.08")["errors"][0].startswith("nvidia_driver_branch = '575' is not in NVIDIA's")
+    # the distro method is Debian's own 550, which the repository's range does not limit
+    assert trixie(method="distro")["branch"] == "550"
 
 
-def test_sync_moves_installed_leftovers() -> None:
-    installed = [
-        {"name": "nvidia-driver-cuda", "version": "580.65.06-1", "want": "hold"},
-        {"name": "nvidia-persistenced", "version": "535.171.04-1~deb12u1", "want": "hold"},  # no exact version: branch ok
-        {"name": "libcuda1", "version": "535.261.03-1", "want": "install"},                  # must move
-        {"name": "nvidia-modprobe", "version": "570.133.07-1", "want": "install"},          # unknown to apt: left
-    ]
-    assert f.nvidia_driver_sync(POLICY, installed, "535.309.01-*", "535.*", ["nvidia-driver-cuda"]) == [
-        ["libcuda1", "535.309.01-*"]]
+def test_pre_turing_gpus_with_590_or_later_are_refused_naming_the_gpu_and_the_last_branch() -> None:
+    assert trixie(gpus=[V100])["errors"] == [
+        "nvidia_driver_branch = '590' does not drive the GPUs older than Turing on this host (0000:3b:00.0 (device "
+        "0x1db4)): branch 590 and later dropped Maxwell, Pascal and Volta; the last branch that supports them is 580; "
+        "allowed: 580 or older (Debian 13's NVIDIA repository has none: use nvidia_driver_method: distro)"]
+    # on Debian 12 the repository has 580: the message names it, and 580 itself passes
+    debian12 = dict(OFFERS_DEBIAN12, last_pre_turing_branch="580")
+    cfg = {"method": "nvidia", "branch": "590", "repo_base_url": "http://x/repos"}
+    errors = f.nvidia_driver_plan(cfg, debian12, [V100], "Debian 12")["errors"]
+    assert errors == ["nvidia_driver_branch = '590' does not drive the GPUs older than Turing on this host "
+                      "(0000:3b:00.0 (device 0x1db4)): branch 590 and later dropped Maxwell, Pascal and Volta; the last "
+                      "branch that supports them is 580; allowed: 580 or older"]
+    assert f.nvidia_driver_plan(dict(cfg, branch="580"), debian12, [V100], "Debian 12")["flavor"] == "proprietary"
+    # a Turing or newer GPU is fine on 590
+    assert trixie(gpus=[H100])["errors"] == []
 
 
-# --- dpkg-query and dkms ----------------------------------------------------------------------
-
-DPKG = """\
-ii |install|cuda-keyring|1.1-1
-hi |hold|nvidia-smi|535.309.01-0+deb12u1
-hi |hold|libcuda1:amd64|535.309.01-0+deb12u1
-rc |deinstall|nvidia-kernel-dkms|535.309.01-0+deb12u1
-ii |install|nvidia-support|20220217+3~deb12u1
-un |unknown|nvidia-open|
-ii |install|libc6|2.36-9+deb12u14
-"""
+def test_grace_hopper_is_open_only() -> None:
+    assert trixie(gpus=[GH200])["flavor"] == "open"
+    assert "Grace Hopper (GH200)" in trixie(gpus=[GH200], kernel_module_flavor="proprietary")["errors"][0]
+    assert trixie(gpus=[H100], kernel_module_flavor="proprietary")["errors"] == []
 
 
-def test_dpkg_packages() -> None:
-    regex = "^(nvidia-|libnvidia-|libcuda1)"
-    assert f.nvidia_driver_dpkg_packages(DPKG, regex) == [
-        {"name": "libcuda1", "version": "535.309.01-0+deb12u1", "want": "hold"},
-        {"name": "nvidia-smi", "version": "535.309.01-0+deb12u1", "want": "hold"},
-        {"name": "nvidia-support", "version": "20220217+3~deb12u1", "want": "install"},
-    ]
-    assert f.nvidia_driver_dpkg_packages(DPKG, "^cuda-keyring$") == [
-        {"name": "cuda-keyring", "version": "1.1-1", "want": "install"}]
+def test_fabric_manager_on_nvswitch_systems() -> None:
+    assert trixie(gpus=[H100])["fabric"] is False
+    assert trixie(gpus=[H100], switches=[NVSWITCH])["fabric"] is True
+    # Debian's archive has no Fabric Manager: the distro method cannot serve an NVSwitch node
+    assert trixie(gpus=[H100], switches=[NVSWITCH], method="distro")["errors"] == [
+        "this host has 1 NVSwitch(es) (0000:05:00.0 (device 0x22a3)), which need Fabric Manager, and "
+        "nvidia_driver_method = distro on Debian 13 has none; allowed: nvidia_driver_method: nvidia"]
+    assert trixie(fabric_manager="sometimes")["errors"] == [
+        "nvidia_driver_fabric_manager = 'sometimes' is invalid; allowed: auto, true, false"]
+
+
+# --- package names of a plan --------------------------------------------------------------------
+
+DEBIAN = yaml.safe_load((REPO / "roles" / "nvidia_driver" / "vars" / "Debian.yml").read_text())
+UBUNTU = yaml.safe_load((REPO / "roles" / "nvidia_driver" / "vars" / "Ubuntu.yml").read_text())
+
+
+def names(vars_: dict, method: str, branch: str, flavor: str = "open", fabric: bool = False,
+          headless: bool = True, kernel: bool = True) -> dict[str, list[str]]:
+    plan = {"branch": branch, "flavor": flavor, "fabric": fabric}
+    return f.nvidia_driver_packages(plan, vars_["__nvidia_driver_packages"][method],
+                                    vars_["__nvidia_driver_fabric"][method], headless, kernel, True)
+
+
+def test_debian_package_names() -> None:
+    assert names(DEBIAN, "nvidia", "580") == {
+        "main": ["nvidia-driver-cuda", "nvidia-kernel-open-dkms"], "fabric": [], "aux": ["nvidia-persistenced"]}
+    assert names(DEBIAN, "nvidia", "580", fabric=True)["fabric"] == ["nvidia-fabricmanager-580", "libnvidia-nscq"]
+    assert names(DEBIAN, "nvidia", "590", fabric=True)["fabric"] == ["nvidia-fabricmanager", "libnvidia-nscq"]
+    assert names(DEBIAN, "nvidia", "580", headless=False, kernel=False)["main"] == ["nvidia-driver-cuda", "nvidia-driver"]
+    assert names(DEBIAN, "distro", "535", flavor="proprietary")["main"] == [
+        "nvidia-smi", "libcuda1", "libnvidia-ml1", "nvidia-kernel-dkms"]
+
+
+def test_dkms_prereqs_and_module_names_do_not_leak_into_containers() -> None:
+    assert names(DEBIAN, "nvidia", "580", kernel=False)["main"] == ["nvidia-driver-cuda"]
+
+
+# --- dkms ------------------------------------------------------------------------------------
 
 
 def test_dkms_built() -> None:
@@ -320,6 +312,31 @@ def test_dkms_built() -> None:
 
 def test_filters_registered() -> None:
     names = set(f.FilterModule().filters())
-    assert names == {"nvidia_driver_plan", "nvidia_driver_kernel_flavor", "nvidia_driver_apt_policy",
-                     "nvidia_driver_version_status", "nvidia_driver_sync", "nvidia_driver_dpkg_packages",
-                     "nvidia_driver_dkms_built"}
+    assert names == {"nvidia_driver_plan", "nvidia_driver_packages", "nvidia_driver_kernel_flavor",
+                     "nvidia_driver_dkms_built", "nvidia_driver_after_reboot"}
+
+
+# --- after a reboot -------------------------------------------------------------------------------
+
+LOADED = {"present": True, "loaded_modules": ["nvidia", "nvidia_uvm"], "driver_version": "580.95.05"}
+
+
+def test_after_reboot_passes_only_with_the_installed_driver_loaded() -> None:
+    assert f.nvidia_driver_after_reboot([LOADED, "580.95.05-1", {}]) == []
+    assert f.nvidia_driver_after_reboot([{"present": False}, "", {}]) == []
+    assert f.nvidia_driver_after_reboot([LOADED, "580.95.05-1", {"state": "running"}]) == []
+
+
+@pytest.mark.parametrize("gpu, installed, fabric, problem", [
+    # a null driver version is a failure, not a pass (no driver answers)
+    (dict(LOADED, driver_version=None), "580.95.05-1", {},
+     "no driver version can be read (neither /proc/driver/nvidia/version nor nvidia-smi answers)"),
+    (dict(LOADED, loaded_modules=["nouveau"]), "580.95.05-1", {}, "the nvidia module is not loaded (loaded: nouveau)"),
+    (LOADED, "590.48.01-1", {}, "the loaded driver is 580.95.05, the installed one 590.48.01"),
+    (LOADED, "", {}, "the driver 580.95.05 is loaded but no driver package is installed"),
+    (LOADED, "580.95.05-1", {"stdout": "failed"}, "Fabric Manager is failed"),
+    (LOADED, "580.95.05-1", {"state": "stopped"}, "Fabric Manager is stopped"),
+    (LOADED, "580.95.05-1", {"state": "not installed"}, "Fabric Manager is not installed"),
+])
+def test_after_reboot_problems(gpu: dict, installed: str, fabric: dict, problem: str) -> None:
+    assert problem in f.nvidia_driver_after_reboot([gpu, installed, fabric])

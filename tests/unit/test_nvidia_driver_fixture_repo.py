@@ -24,7 +24,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BUILDER = REPO / "tests" / "fixtures" / "nvidia_repo" / "build"
-DRIVER_SPEC = REPO / "tests" / "fixtures" / "nvidia_repo" / "specs" / "nvidia_driver.yml"
 
 needs_gpg = pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed")
 
@@ -116,6 +115,7 @@ def test_deb_layout_and_reproducibility() -> None:
 @pytest.mark.parametrize("bad, message", [
     ({"repos": []}, "'repos' is required"),
     ({"packages": [{"name": "x"}]}, "'version' or 'versions' is required"),
+    ({"packages": []}, "'packages' is required"),
     ({"repos": [{"path": "/abs", "architecture": "amd64"}]}, "must be relative"),
 ])
 def test_spec_errors(tmp_path: Path, bad: dict, message: str) -> None:
@@ -129,16 +129,32 @@ def test_spec_errors(tmp_path: Path, bad: dict, message: str) -> None:
             b.load_spec(path)
 
 
-def test_the_driver_spec_is_shaped_like_nvidias() -> None:
-    spec = b.load_spec(DRIVER_SPEC)
-    repo = spec["repos"][0]
-    packages = {(p["name"], p["version"]) for p in b.expand_packages(spec, repo, "")}
-    for branch_version in ("575.57.08-1", "580.65.06-1", "580.95.05-1", "590.44.01-1"):
-        for name in ("nvidia-driver-cuda", "nvidia-driver", "nvidia-kernel-dkms", "nvidia-kernel-open-dkms",
-                     "nvidia-open", "cuda-drivers", "libcuda1", "nvidia-smi", "nvidia-persistenced"):
-            assert (name, branch_version) in packages
-    assert ("cuda-drivers-580", "580.95.05-1") in packages and ("cuda-drivers-590", "590.44.01-1") in packages
-    assert [r["path"] for r in spec["repos"]] == ["debian12/x86_64", "debian13/x86_64"]
+@needs_gpg
+def test_repositories_with_their_own_packages_and_keys(tmp_path: Path) -> None:
+    """A spec can give each repository its packages and one of its named keys (as NVIDIA signs
+    debian13 with another key than debian12); the keyring package carries that key."""
+    spec = dict(SMALL_SPEC, packages=[], keys={"A": {"publish_as": "aaaa.pub"}, "B": {"publish_as": "bbbb.pub"}},
+                repos=[{"path": "debian12/x86_64", "architecture": "amd64", "key": "A",
+                        "packages": [{"name": "libcuda1", "version": "580.95.05-1"}]},
+                       {"path": "debian13/x86_64", "architecture": "amd64", "key": "B",
+                        "keyring": {"version": "1.2-1"},
+                        "packages": [{"name": "libcuda1", "version": "590.44.01-1"}]}])
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    manifest = b.build(spec_path, tmp_path / "out", "", force=False)
+    repos = manifest["repos"]
+    assert repos["debian12/x86_64"]["packages"] == ["cuda-keyring=1.1-1", "libcuda1=580.95.05-1"]
+    assert repos["debian13/x86_64"]["packages"] == ["cuda-keyring=1.2-1", "libcuda1=590.44.01-1"]
+    assert repos["debian12/x86_64"]["fingerprint"] != repos["debian13/x86_64"]["fingerprint"]
+    assert (tmp_path / "out" / "debian13" / "x86_64" / "bbbb.pub").is_file()
+    for name in ("A", "B"):
+        assert ((tmp_path / "out" / ".key" / name / "secret.asc").stat().st_mode & 0o077) == 0
+    assert ((tmp_path / "out" / ".key").stat().st_mode & 0o077) == 0
+    # an unknown key name is a spec error
+    spec["repos"][0]["key"] = "C"
+    spec_path.write_text(json.dumps(spec))
+    with pytest.raises(b.SpecError, match="names key 'C'"):
+        b.load_spec(spec_path)
 
 
 # --- a whole build ----------------------------------------------------------------------------

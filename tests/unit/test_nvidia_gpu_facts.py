@@ -1,4 +1,4 @@
-"""Unit tests for roles/nvidia_driver/library/nvidia_gpu_facts.py on recorded fixtures."""
+"""Unit tests for plugins/modules/nvidia_gpu_facts.py on recorded fixtures."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import plugin_loader
 
 REPO = Path(__file__).resolve().parents[2]
-MODULE_PATH = REPO / "roles" / "nvidia_driver" / "library" / "nvidia_gpu_facts.py"
+MODULE_PATH = REPO / "plugins" / "modules" / "nvidia_gpu_facts.py"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nvidia_gpu"
 
 HGX_GPU_ADDRESSES = [

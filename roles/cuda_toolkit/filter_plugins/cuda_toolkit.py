@@ -14,10 +14,10 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 _CUDA_RE = re.compile(r"^(\d+)\.(\d+)$")
-_DRIVER_RE = re.compile(r"^\d+(?:\.\d+){0,2}$")
-# 'NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.247.01  Thu Apr 10 ...' and
-# 'NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build ...'
-_PROC_RE = re.compile(r"Kernel Module(?:\s+for\s+\S+)?\s+(\d+\.\d+(?:\.\d+)?)\b")
+_URL_RE = re.compile(r"^(https?|file)://[^\s]+$")
+# /usr/local/cuda/lib, /usr/local/cuda-12/lib/, /usr/local/cuda-12.8/lib: a lib directory NVIDIA's
+# toolkits do not have (theirs is lib64, a link to targets/<arch>-linux/lib, which is fine).
+_LIB_MISTAKE_RE = re.compile(r"^/usr/local/cuda(?:-\d+(?:\.\d+)?)?/lib/?$")
 
 
 def _key(version: str) -> tuple[int, ...]:
@@ -40,7 +40,8 @@ def cuda_toolkit_newest(versions: Any) -> str:
 
 
 def cuda_toolkit_errors(versions: Any, default: Any, method: str, known: list[str],
-                        distro: dict[str, Any] | None = None, platform: str = "") -> list[str]:
+                        distro: dict[str, Any] | None = None, platform: str = "",
+                        repo: dict[str, Any] | None = None) -> list[str]:
     """Problems with the role's input, one message each (empty when all is well).
 
     Args:
@@ -51,6 +52,8 @@ def cuda_toolkit_errors(versions: Any, default: Any, method: str, known: list[st
         distro: for the distro method, ``{'version': 'X.Y', 'package': name}`` of this
             platform, or None when the distribution ships no CUDA toolkit.
         platform: 'Debian 12' etc., for messages.
+        repo: for the nvidia method, ``{'name': 'debian13', 'cuda_majors': ['13'], 'default_versions': [...]}``
+            of this platform's NVIDIA repository: a release of another major is refused.
 
     Unknown but well-formed versions are not reported here: the preflight passes them to
     dlstack_cuda_driver_errors, whose message lists the known releases.
@@ -98,32 +101,65 @@ def cuda_toolkit_errors(versions: Any, default: Any, method: str, known: list[st
                 f"cuda_toolkit_versions = {good} cannot be installed with cuda_toolkit_method = distro: "
                 f"{platform or 'this platform'} ships CUDA {distro['version']} only ({distro['package']}); "
                 f"allowed: ['{distro['version']}'], or cuda_toolkit_method: nvidia for other or several versions")
-    elif method != "nvidia":
+    elif method == "nvidia":
+        majors = [str(m) for m in (repo or {}).get("cuda_majors") or []]
+        others = [v for v in good if majors and v.split(".")[0] not in majors]
+        if others:
+            offered = " and ".join(f"CUDA {m}" for m in majors)
+            hint = (f", or cuda_toolkit_method: distro ({platform} ships CUDA {distro['version']})"
+                    if distro and distro["version"].split(".")[0] not in majors else "")
+            errors.append(f"cuda_toolkit_versions = {others} cannot come from NVIDIA's {repo['name']} repository, which "
+                          f"carries {offered} releases only; allowed: releases such as "
+                          f"{', '.join(repo.get('default_versions') or [])}{hint}")
+    else:
         errors.append(f"cuda_toolkit_method = '{method}' is invalid; allowed: nvidia, distro")
     return errors
 
 
-def cuda_toolkit_driver_from_probe(text: Any) -> str:
-    """The NVIDIA driver version from the role's probe output, or ''.
+def cuda_toolkit_preflight(checks: dict[str, Any]) -> list[str]:
+    """Every preflight problem of the role, one message each (the role's preflight task).
 
-    The probe prints /proc/driver/nvidia/version (the loaded kernel module), then the
-    installed driver package versions ('580.95.05-1', '1:535.247.01-1~deb12u1'). The loaded
-    module wins; otherwise the first package version, without epoch and revision.
+    ``checks`` holds what the task gathered: ``input`` (``cuda_toolkit_errors``' messages),
+    ``unknown`` (``dlstack_cuda_driver_errors`` for releases the table does not know),
+    ``driver`` (the same for the known releases against the driver; empty when no driver is
+    known), ``driver_source`` (where that driver came from, for the message), ``method``,
+    ``repo_base_url``, ``link`` (the stat of /usr/local/cuda) and ``release_bins`` (for the
+    distro method: ``[path, stat]`` of each /usr/local/cuda-X.Y/bin).
     """
-    if not isinstance(text, str):
-        return ""
-    match = _PROC_RE.search(text)
-    if match:
-        return match.group(1)
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("NVRM"):
-            continue
-        version = line.split(":", 1)[-1]
-        version = version.split("-", 1)[0].split("~", 1)[0].split("+", 1)[0]
-        if _DRIVER_RE.match(version):
-            return version
-    return ""
+    errors = list(checks.get("input") or [])
+    errors += [f"cuda_toolkit_versions: {m}" for m in checks.get("unknown") or []]
+    source = str(checks.get("driver_source") or "")
+    errors += [f"cuda_toolkit_versions: {m}" + (f" (driver from {source})" if source else "") for m in checks.get("driver") or []]
+    url = str(checks.get("repo_base_url") or "")
+    if checks.get("method") == "nvidia" and not _URL_RE.match(url):
+        errors.append(f"cuda_toolkit_repo_base_url = '{url}' is invalid; allowed: an http(s):// or file:// URL")
+    link = checks.get("link") or {}
+    if link.get("exists") and not link.get("islnk"):
+        path = link.get("path", "/usr/local/cuda")
+        errors.append(f"{path} is a {'directory' if link.get('isdir') else 'file'}, not a link: another CUDA installation "
+                      f"owns it; move it away (for example to {path}.orig) so that the role can manage the default release")
+    if checks.get("method") == "distro":
+        for path, stat in checks.get("release_bins") or []:
+            if (stat or {}).get("exists") and stat.get("isdir") and not stat.get("islnk"):
+                release = str(path).rsplit("/bin", 1)[0]
+                errors.append(f"cuda_toolkit_method = distro cannot use {release}: another CUDA installation is there "
+                              "(its bin is a directory); remove it, or install that release with cuda_toolkit_method: nvidia")
+    return errors
+
+
+def cuda_toolkit_lib_entries(grep_output: Any) -> list[str]:
+    """Linker configuration lines that name a CUDA lib directory where lib64 is meant.
+
+    ``grep_output`` is ``grep -Hn '' /etc/ld.so.conf /etc/ld.so.conf.d/*.conf`` (FILE:LINE:TEXT).
+    NVIDIA's own entries (000_cuda.conf and 988_cuda-12.conf name
+    /usr/local/cuda[-X]/targets/<arch>-linux/lib) are right and not reported.
+    """
+    found = []
+    for line in str(grep_output or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3 and _LIB_MISTAKE_RE.match(parts[2].split("#", 1)[0].strip()):
+            found.append(f"{parts[0]}:{parts[1]}:{parts[2].strip()}")
+    return found
 
 
 def cuda_toolkit_missing_candidates(policy: Any, packages: list[str]) -> list[str]:
@@ -140,6 +176,16 @@ def cuda_toolkit_missing_candidates(policy: Any, packages: list[str]) -> list[st
     return [p for p in packages if candidates.get(p, "(none)") == "(none)"]
 
 
+def cuda_toolkit_missing_error(missing: Any, host: str, where: str, versions: Any, method: str,
+                               distro_hint: str = "") -> str:
+    """The message of a run whose sources offer no candidate for ``missing`` (package names)."""
+    hint = (distro_hint if method == "distro" else
+            "Choose releases that the repository offers (apt-cache search --names-only ^cuda-toolkit-), "
+            "or check cuda_toolkit_repo_base_url.")
+    return (f"cuda_toolkit: on {host}, {', '.join(missing or [])} cannot be installed from {where}: apt has no "
+            f"candidate (cuda_toolkit_versions = {list(versions or [])}). {' '.join(str(hint).split())}").strip()
+
+
 def cuda_toolkit_package(version: str) -> str:
     """NVIDIA's package name of a CUDA release: '12.5' -> 'cuda-toolkit-12-5'."""
     return "cuda-toolkit-" + str(version).replace(".", "-")
@@ -153,7 +199,9 @@ class FilterModule:
             "cuda_toolkit_errors": cuda_toolkit_errors,
             "cuda_toolkit_wellformed": cuda_toolkit_wellformed,
             "cuda_toolkit_newest": cuda_toolkit_newest,
-            "cuda_toolkit_driver_from_probe": cuda_toolkit_driver_from_probe,
+            "cuda_toolkit_preflight": cuda_toolkit_preflight,
+            "cuda_toolkit_lib_entries": cuda_toolkit_lib_entries,
             "cuda_toolkit_missing_candidates": cuda_toolkit_missing_candidates,
+            "cuda_toolkit_missing_error": cuda_toolkit_missing_error,
             "cuda_toolkit_package": cuda_toolkit_package,
         }

@@ -60,14 +60,71 @@ def cudnn_package_version_glob(version: str) -> str:
 
 
 def cudnn_packages(version: str, cuda_major: str) -> list[str]:
-    """NVIDIA's repository packages of cuDNN for a CUDA major: runtime and headers."""
+    """NVIDIA's repository packages of cuDNN for a CUDA major: runtime, dev and (from the builds
+    that split it out) headers. ``cudnn_repo_selection`` keeps the headers package only where the
+    sources offer it at the chosen build."""
     major = str(version).split(".")[0]
-    return [f"libcudnn{major}-cuda-{cuda_major}", f"libcudnn{major}-dev-cuda-{cuda_major}"]
+    return [f"libcudnn{major}-cuda-{cuda_major}", f"libcudnn{major}-dev-cuda-{cuda_major}",
+            f"libcudnn{major}-headers-cuda-{cuda_major}"]
+
+
+def cudnn_repo_selection(madison: Any, version: str, cuda_major: str) -> dict[str, Any]:
+    """The build of cudnn_version to install from the repository, and its packages.
+
+    ``madison`` is ``apt-cache madison RUNTIME DEV HEADERS`` (``cudnn_packages``). The newest
+    build of ``version`` the runtime package offers is chosen when the dev package offers it
+    too; the headers package (libcudnnN-headers-cuda-M, split out of the dev package in later
+    cuDNN 9 builds, which then depend on it at the same version) is added when it offers that
+    build. Returns ``version`` ('' when none fits), ``packages``, ``offered`` (the runtime's
+    versions, for messages) and ``names`` (the three names).
+    """
+    names = cudnn_packages(version, cuda_major)
+    runtime, dev, headers = names
+    offered = cudnn_madison_versions(madison, runtime)
+    pattern = cudnn_package_version_glob(version)
+    chosen = next((v for v in offered if fnmatch.fnmatchcase(v, pattern)
+                   and v in cudnn_madison_versions(madison, dev)), "")
+    packages = [runtime, dev] + ([headers] if chosen and chosen in cudnn_madison_versions(madison, headers) else [])
+    return {"version": chosen, "packages": packages if chosen else [], "offered": offered, "names": names}
+
+
+def cudnn_cuda_releases(wanted: Any, toolkit: Any, node: list[str]) -> Any:
+    """The CUDA releases to install cuDNN for: cudnn_cuda_versions when given (a malformed value
+    passes through, for cudnn_errors to name), else the releases the cuda_toolkit role installed
+    in this play (``cudnn_cuda_toolkit``), else those on the node."""
+    if isinstance(wanted, str) or (isinstance(wanted, list) and wanted):
+        return wanted
+    versions = (toolkit or {}).get("versions") if isinstance(toolkit, dict) else None
+    return list(versions) if versions else list(node or [])
+
+
+def cudnn_preflight(checks: dict[str, Any]) -> list[str]:
+    """Every preflight problem of the role, one message each (the role's preflight task).
+
+    ``checks``: ``input`` (``cudnn_errors``), ``sources`` (``cudnn_src_errors``), ``layout``
+    (``cudnn_layout_errors``), ``cuda`` (the releases to serve), ``node_cuda`` (those on the
+    node), ``planned`` (those a check run of cuda_toolkit would install), ``prefix`` (/usr/local/cuda).
+    """
+    errors = list(checks.get("input") or []) + list(checks.get("sources") or []) + list(checks.get("layout") or [])
+    node = list(checks.get("node_cuda") or [])
+    planned = set(checks.get("planned") or [])
+    prefix = str(checks.get("prefix") or "/usr/local/cuda")
+    cuda = checks.get("cuda") if isinstance(checks.get("cuda"), list) else []
+    for release in cuda:
+        if isinstance(release, str) and _CUDA_RE.match(release) and release not in node and release not in planned:
+            errors.append(f"cudnn_cuda_versions: CUDA {release} is not installed on this node ({prefix}-{release} is "
+                          f"missing; it has {', '.join(node) or 'none'}); install it first (the cuda_toolkit role, "
+                          "cuda_toolkit_versions) or leave it out")
+    return errors
 
 
 def cudnn_errors(method: str, version: Any, cuda_versions: Any, archives: Any, tf_envs: Any,
-                 installed_cuda: list[str] | None = None) -> list[str]:
-    """Problems with the role's input, one message each naming the variable and the allowed values."""
+                 installed_cuda: list[str] | None = None, repo: dict[str, Any] | None = None) -> list[str]:
+    """Problems with the role's input, one message each naming the variable and the allowed values.
+
+    ``repo`` (``{has_cudnn, platform}``) says whether the platform's NVIDIA repository has cuDNN:
+    the nvidia method is refused where it has none (Debian 13 so far).
+    """
     errors: list[str] = []
     if isinstance(version, float):
         errors.append(f"cudnn_version = {version!r} is a number; quote it in YAML (\"{version}\")")
@@ -93,6 +150,10 @@ def cudnn_errors(method: str, version: Any, cuda_versions: Any, archives: Any, t
             majors.append(major)
 
     if method == "nvidia":
+        if repo is not None and not repo.get("has_cudnn", True):
+            errors.append(f"cudnn_method = nvidia: NVIDIA's repository for {repo.get('platform') or 'this platform'} has no "
+                          "cuDNN packages (NVIDIA/cuda-repo-management#32: expected until a cuDNN release supports it); "
+                          "allowed: cudnn_method: archive with NVIDIA's redistributable tarball in cudnn_archives")
         if len(majors) > 1:
             errors.append(
                 f"cudnn_cuda_versions = {cuda_versions} spans CUDA majors {', '.join(majors)}, but "
@@ -299,6 +360,26 @@ def cudnn_mismatched(installed: Any, wanted: Any) -> list[dict[str, str]]:
     return [entry for entry in installed or [] if not cudnn_version_matches(entry.get("version"), wanted)]
 
 
+def cudnn_checksum_note(node_sum: Any, expected: Any) -> str:
+    """The part of the archive failure message that says what the node computed, when it differs."""
+    want = str(expected or "").strip().lower()
+    got = str(node_sum or "").strip().lower()
+    return f" (sha256 on the node: {got}, expected {want})" if got and got != want else ""
+
+
+def cudnn_default_version(installed: Any, default_cuda: Any, method: str) -> str:
+    """The cuDNN version of the default CUDA release (``installed``: cudnn_installed_list's
+    entries); with the nvidia method, whose packages serve every release of a major, the first
+    one found when the default release has none of its own; '' when there is none."""
+    entries = [e for e in installed or [] if isinstance(e, dict)]
+    for entry in entries:
+        if str(entry.get("cuda")) == str(default_cuda or ""):
+            return str(entry.get("version") or "")
+    if method == "nvidia" and entries:
+        return str(entries[0].get("version") or "")
+    return ""
+
+
 class FilterModule:
     """cudnn role filters."""
 
@@ -309,6 +390,9 @@ class FilterModule:
             "cudnn_archive_info": cudnn_archive_info,
             "cudnn_package_version_glob": cudnn_package_version_glob,
             "cudnn_packages": cudnn_packages,
+            "cudnn_repo_selection": cudnn_repo_selection,
+            "cudnn_cuda_releases": cudnn_cuda_releases,
+            "cudnn_preflight": cudnn_preflight,
             "cudnn_version_from_header": cudnn_version_from_header,
             "cudnn_version_matches": cudnn_version_matches,
             "cudnn_madison_versions": cudnn_madison_versions,
@@ -318,4 +402,6 @@ class FilterModule:
             "cudnn_layout_errors": cudnn_layout_errors,
             "cudnn_installed_list": cudnn_installed_list,
             "cudnn_mismatched": cudnn_mismatched,
+            "cudnn_checksum_note": cudnn_checksum_note,
+            "cudnn_default_version": cudnn_default_version,
         }

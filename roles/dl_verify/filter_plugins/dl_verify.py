@@ -106,7 +106,7 @@ def report_rows(hosts: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def report_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """The check ids of all rows, node checks first, then envs, in a stable order."""
-    order = ["driver", "gpus", "cuda", "cudnn", "keras_config", "theano_config"]
+    order = ["driver", "gpus", "fabric", "cuda", "cudnn", "keras_config", "theano_config"]
     seen = {cid for row in rows for cid in row["checks"]}
     return [c for c in order if c in seen] + sorted(seen - set(order))
 

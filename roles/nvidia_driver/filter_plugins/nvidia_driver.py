@@ -1,17 +1,16 @@
-"""Filters of the nvidia_driver role: the install plan and its validation, and probe parsers.
+"""Filters of the nvidia_driver role: the install plan and its validation, the package lists.
 
-``nvidia_driver_plan`` turns the role's variables, what the platform offers and the GPUs the
-detection module found into the effective branch, version patterns and kernel module flavor,
-plus one message per problem in the input (each naming the variable, the bad value and the
-allowed values), so that preflight can report every problem at once before anything changes.
-
-The parsers read the output of read-only probes: ``apt-cache policy`` (installed and
-candidate versions), ``dpkg-query`` (installed packages and their holds) and ``dkms status``.
+``nvidia_driver_plan`` turns the role's variables, what the platform offers and the GPUs and
+NVSwitches the detection module found into the effective branch, version patterns, kernel
+module flavor and whether Fabric Manager is needed, plus one message per problem in the input
+(each naming the variable, the bad value and the allowed values), so that preflight can report
+every problem at once before anything changes. ``nvidia_driver_packages`` gives the package
+names of the plan. The APT state (installed, held, available versions) is read by the role's
+``nvidia_driver_apt_state`` module; ``nvidia_driver_dkms_built`` reads ``dkms status``.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from typing import Any, Iterable, Mapping, Optional
 
@@ -50,7 +49,7 @@ def _gpu_label(gpu: Mapping[str, Any]) -> str:
 
 
 def nvidia_driver_plan(cfg: Mapping[str, Any], offers: Mapping[str, Any], gpus: Iterable[Mapping[str, Any]] = (),
-                       platform: str = "this platform") -> dict[str, Any]:
+                       platform: str = "this platform", nvswitches: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """Validate the role's input and compute the effective install plan.
 
     Args:
@@ -59,15 +58,22 @@ def nvidia_driver_plan(cfg: Mapping[str, Any], offers: Mapping[str, Any], gpus: 
             ``repo_base_url``, ``repo_keyring_checksum``, ``module_signing_key``,
             ``module_signing_cert``.
         offers: what each method offers on this platform: ``{"nvidia": {...}, "distro": {...}}``,
-            each with ``branches`` (empty: any), ``default_branch``, ``flavors`` and an
-            optional ``flavor_note`` explaining a missing flavor.
-        gpus: ``ansible_facts.nvidia_gpu.gpus`` (used for the flavor).
+            each with ``branches`` (empty: any), ``default_branch``, ``flavors``, an optional
+            ``flavor_note`` explaining a missing flavor, and for ``nvidia`` an optional
+            ``first_branch`` (the platform's repository carries no older one) with ``repo``
+            (its name) and ``first_branch_note`` (the source); plus ``first_turing_device_id``,
+            ``first_open_only_device_id``, ``open_only_device_ids`` (GH200),
+            ``last_pre_turing_branch`` (the last branch that drives pre-Turing GPUs) and
+            ``fabric`` (``{method: bool}``: whether the method can install Fabric Manager).
+        gpus: ``ansible_facts.nvidia_gpu.gpus`` (used for the flavor and the branch).
         platform: a name for messages, such as ``Debian 12``.
+        nvswitches: ``ansible_facts.nvidia_gpu.nvswitches``: Fabric Manager is needed when any.
 
     Returns:
         ``errors`` (list of messages, empty when the input is good) and, when there are no
         errors, ``branch``, ``version``, ``flavor``, ``branch_glob`` (``580.*``), ``version_glob``
-        (``580.95.05-*`` or the branch glob), ``branch_regex`` and ``version_regex``.
+        (``580.95.05-*`` or the branch glob), ``branch_regex``, ``version_regex`` and ``fabric``
+        (Fabric Manager and NSCQ are to be installed: the node has NVSwitches).
     """
     errors: list[str] = []
     method = _str(cfg.get("method"))
@@ -79,6 +85,9 @@ def nvidia_driver_plan(cfg: Mapping[str, Any], offers: Mapping[str, Any], gpus: 
 
     if method not in METHODS:
         errors.append(f"nvidia_driver_method = '{method}' is invalid; allowed: {', '.join(METHODS)}")
+    fabric_manager = cfg.get("fabric_manager", "auto")
+    if not (isinstance(fabric_manager, bool) or _str(fabric_manager).lower() in ("auto", "true", "false", "yes", "no")):
+        errors.append(f"nvidia_driver_fabric_manager = '{fabric_manager}' is invalid; allowed: auto, true, false")
     if flavor not in FLAVORS:
         errors.append(f"nvidia_driver_kernel_module_flavor = '{flavor}' is invalid; allowed: {', '.join(FLAVORS)}")
     if steps not in KERNEL_STEPS:
@@ -107,6 +116,13 @@ def nvidia_driver_plan(cfg: Mapping[str, Any], offers: Mapping[str, Any], gpus: 
             errors.append(f"nvidia_driver_branch = '{effective}' is not offered by {platform} with "
                           f"nvidia_driver_method = {method}; allowed: {', '.join(offered)} "
                           "(or nvidia_driver_method: nvidia for NVIDIA's repository)")
+        first = _str(offer.get("first_branch"))
+        if first and BRANCH_RE.match(effective) and int(effective) < int(first):
+            note = _str(offer.get("first_branch_note"))
+            errors.append(f"nvidia_driver_branch = '{effective}' is not in NVIDIA's {offer.get('repo') or platform} "
+                          f"repository, which carries branch {first} and later only"
+                          + (f" ({note})" if note else "")
+                          + f"; allowed: {first} or a later branch, or nvidia_driver_method: distro")
         branch = effective
 
     chosen = flavor
@@ -114,9 +130,19 @@ def nvidia_driver_plan(cfg: Mapping[str, Any], offers: Mapping[str, Any], gpus: 
         available = list(offer.get("flavors") or ["open", "proprietary"])
         first_turing = int(offers.get("first_turing_device_id", 0x1E00))
         first_open_only = int(offers.get("first_open_only_device_id", 0x2900))
+        open_only_ids = {int(i) for i in offers.get("open_only_device_ids") or []}
         ids = [(g, _device_id(g)) for g in gpus]
         pre_turing = [g for g, i in ids if i is not None and i < first_turing]
-        open_only = [g for g, i in ids if i is not None and i >= first_open_only]
+        open_only = [g for g, i in ids if i is not None and (i >= first_open_only or i in open_only_ids)]
+        last_pre_turing = _str(offers.get("last_pre_turing_branch"))
+        if pre_turing and last_pre_turing and BRANCH_RE.match(branch) and int(branch) > int(last_pre_turing):
+            errors.append(f"nvidia_driver_branch = '{branch}' does not drive the GPUs older than Turing on this host "
+                          f"({', '.join(_gpu_label(g) for g in pre_turing)}): branch {int(last_pre_turing) + 10} and later "
+                          f"dropped Maxwell, Pascal and Volta; the last branch that supports them is {last_pre_turing}; "
+                          f"allowed: {last_pre_turing} or older"
+                          + (f" ({platform}'s NVIDIA repository has none: use nvidia_driver_method: distro)"
+                             if method == "nvidia" and _str((offers.get("nvidia") or {}).get("first_branch"))
+                             and int(_str(offers["nvidia"]["first_branch"])) > int(last_pre_turing) else ""))
         if flavor == "auto":
             if open_only:
                 chosen = "open"
@@ -140,8 +166,14 @@ def nvidia_driver_plan(cfg: Mapping[str, Any], offers: Mapping[str, Any], gpus: 
                           f"{', '.join(_gpu_label(g) for g in pre_turing)}; allowed: proprietary")
         elif chosen == "proprietary" and open_only:
             errors.append(f"nvidia_driver_kernel_module_flavor = '{flavor}' selects the proprietary kernel modules, "
-                          "which do not drive the Blackwell or newer GPUs on this host: "
+                          "which do not drive the Grace Hopper (GH200), Blackwell or newer GPUs on this host: "
                           f"{', '.join(_gpu_label(g) for g in open_only)}; allowed: open, auto")
+
+    switches = list(nvswitches or [])
+    if switches and method in METHODS and not (offers.get("fabric") or {}).get(method, True):
+        errors.append(f"this host has {len(switches)} NVSwitch(es) ({', '.join(_gpu_label(s) for s in switches)}), "
+                      f"which need Fabric Manager, and nvidia_driver_method = {method} on {platform} has none; "
+                      "allowed: nvidia_driver_method: nvidia")
 
     if method == "nvidia":
         url = _str(cfg.get("repo_base_url"))
@@ -173,7 +205,46 @@ def nvidia_driver_plan(cfg: Mapping[str, Any], offers: Mapping[str, Any], gpus: 
         "version_glob": version_glob,
         "branch_regex": "^" + re.escape(branch) + r"\.",
         "version_regex": "^" + re.escape(version) + "-" if version else "^" + re.escape(branch) + r"\.",
+        "fabric": bool(switches),
     }
+
+
+def nvidia_driver_packages(plan: Mapping[str, Any], names: Mapping[str, Any], fabric: Mapping[str, Any],
+                           headless: bool, kernel_steps: bool, persistenced: bool) -> dict[str, list[str]]:
+    """The package names of a plan: ``main`` (at the driver's exact version), ``fabric`` and ``aux``.
+
+    Args:
+        plan: ``nvidia_driver_plan``'s result (``branch``, ``flavor``, ``fabric``).
+        names: the method's names (``vars/<os_family>.yml``): ``userspace``, ``desktop`` (a list,
+            or one per flavor), ``kernel`` (per flavor) and ``persistenced``; ``{branch}`` and
+            ``{suffix}`` in a name are replaced: ``suffix`` (``-{branch}``, Ubuntu's archive
+            ``-{branch}-server``) applies up to branch ``suffix_until`` (NVIDIA's Ubuntu
+            repository drops it from 590 on), or always when ``suffix_until`` is empty.
+        fabric: the method's Fabric Manager names: ``until_580`` and ``from_590`` lists.
+        headless: no desktop driver.
+        kernel_steps: the kernel module package is installed (not in containers).
+        persistenced: nvidia-persistenced is installed.
+    """
+    branch = _str(plan.get("branch"))
+    flavor = _str(plan.get("flavor"))
+    suffix, until = _str(names.get("suffix")), _str(names.get("suffix_until"))
+    applies = bool(suffix) and (not until or (BRANCH_RE.match(branch) is not None and int(branch) <= int(until)))
+    tokens = {"branch": branch, "suffix": suffix.format(branch=branch) if applies else ""}
+
+    def fill(items: Iterable[str]) -> list[str]:
+        return [str(i).format(**tokens) for i in items]
+
+    main = fill(names.get("userspace") or [])
+    if not headless:
+        desktop = names.get("desktop") or []
+        main += fill(desktop.get(flavor, []) if isinstance(desktop, Mapping) else desktop)
+    if kernel_steps:
+        main += fill((names.get("kernel") or {}).get(flavor, []))
+    fabric_names: list[str] = []
+    if plan.get("fabric"):
+        fabric_names = fill(fabric.get("until_580") if BRANCH_RE.match(branch) and int(branch) <= 580
+                            else fabric.get("from_590") or [])
+    return {"main": main, "fabric": fabric_names, "aux": fill(names.get("persistenced") or []) if persistenced else []}
 
 
 def nvidia_driver_kernel_flavor(kernel: str) -> str:
@@ -183,146 +254,6 @@ def nvidia_driver_kernel_flavor(kernel: str) -> str:
     """
     match = KERNEL_FLAVOR_RE.match(_str(kernel))
     return match.group("flavor") if match else ""
-
-
-def nvidia_driver_apt_policy(stdout: str) -> dict[str, dict[str, Any]]:
-    """Parse ``apt-cache policy PKG...``: {name: {installed, candidate, versions}}.
-
-    ``installed`` and ``candidate`` are None for ``(none)``; ``versions`` lists the versions of
-    the version table, newest first as apt prints them. Packages apt does not know are absent.
-    """
-    result: dict[str, dict[str, Any]] = {}
-    current: Optional[dict[str, Any]] = None
-    in_table = False
-    for line in (stdout or "").splitlines():
-        if not line.strip():
-            continue
-        if not line[0].isspace() and line.rstrip().endswith(":"):
-            name = line.rstrip()[:-1].split(":", 1)[0] if line.count(":") > 1 else line.rstrip()[:-1]
-            current = {"installed": None, "candidate": None, "versions": []}
-            result[name] = current
-            in_table = False
-            continue
-        if current is None:
-            continue
-        stripped = line.strip()
-        if stripped.startswith("Installed:"):
-            value = stripped.split(":", 1)[1].strip()
-            current["installed"] = None if value == "(none)" else value
-        elif stripped.startswith("Candidate:"):
-            value = stripped.split(":", 1)[1].strip()
-            current["candidate"] = None if value == "(none)" else value
-        elif stripped.startswith("Version table:"):
-            in_table = True
-        elif in_table:
-            # '     580.95.05-1 1001' or ' *** 580.95.05-1 1001' (a version line); the indented
-            # lines below a version name its origins ('        500 http://... Packages').
-            fields = stripped.split()
-            if fields[0] == "***":
-                fields = fields[1:]
-            indent = len(line) - len(line.lstrip())
-            if len(fields) == 2 and fields[1].lstrip("-").isdigit() and (indent <= 5 or line.lstrip().startswith("***")):
-                current["versions"].append(fields[0])
-    return result
-
-
-def nvidia_driver_version_status(stdout: str, wanted: Iterable[Iterable[str]]) -> list[dict[str, Any]]:
-    """Compare ``apt-cache policy`` output with the wanted packages.
-
-    ``wanted`` holds ``[package, glob, ...]`` entries: the first glob that some available
-    version matches is the package's ``pattern`` (so ``[pkg, '580.95.05-*', '580.*']`` takes
-    the exact version where the package has it and the branch otherwise); the first glob when
-    none matches.
-
-    Returns one dict per entry: ``name``, ``pattern``, ``known`` (apt knows the package),
-    ``installed``, ``candidate``, ``versions``, ``available`` (some version matches the
-    pattern), ``newest`` (the newest version that matches it), ``installed_ok`` (the installed
-    version matches it), ``up_to_date`` (the installed version is the newest match) and
-    ``describe`` (for messages). Nothing here depends on the pins: the role checks the
-    sources before it writes its pin.
-    """
-    policy = nvidia_driver_apt_policy(stdout)
-    result = []
-    for entry in wanted:
-        name, *globs = list(entry)
-        info = policy.get(name)
-        if info is None:
-            result.append({"name": name, "pattern": globs[0], "known": False, "installed": None, "candidate": None,
-                           "versions": [], "available": False, "newest": None, "installed_ok": False,
-                           "up_to_date": False, "describe": f"{name} is unknown to apt"})
-            continue
-        versions = info["versions"]
-        installed = info["installed"]
-        pattern, matching = globs[0], []
-        for glob in globs:
-            matching = [v for v in versions if fnmatch.fnmatch(v, glob)]  # apt lists the newest first
-            if matching:
-                pattern = glob
-                break
-        available = bool(matching)
-        describe = (f"{name} has no version {' or '.join(globs)} (available: {', '.join(versions) or 'none'})"
-                    if not available else f"{name} {pattern}: available")
-        result.append({
-            "name": name,
-            "pattern": pattern,
-            "known": True,
-            "installed": installed,
-            "candidate": info["candidate"],
-            "versions": versions,
-            "available": available,
-            "newest": matching[0] if matching else None,
-            "installed_ok": installed is not None and fnmatch.fnmatch(installed, pattern),
-            "up_to_date": installed is not None and bool(matching) and installed == matching[0],
-            "describe": describe,
-        })
-    return result
-
-
-def nvidia_driver_sync(stdout: str, installed: Iterable[Mapping[str, Any]], version_glob: str, branch_glob: str,
-                       exclude: Iterable[str] = ()) -> list[list[str]]:
-    """Installed driver packages that must move with the driver, as (package, version glob) pairs.
-
-    Besides the packages the role names, a node has the driver's dependencies and leftovers
-    of an earlier branch (a ``>=`` dependency keeps a newer version when the driver moves down,
-    for instance). For each installed package (from ``nvidia_driver_dpkg_packages``) not in
-    ``exclude`` and known to ``apt-cache policy`` (``stdout``): the first of ``version_glob``,
-    ``branch_glob`` that some available version matches is its target, and the package is
-    returned when its installed version does not match that target.
-    """
-    policy = nvidia_driver_apt_policy(stdout)
-    skip = set(exclude)
-    result = []
-    for package in installed:
-        name = package["name"]
-        info = policy.get(name)
-        if name in skip or info is None:
-            continue
-        for glob in (version_glob, branch_glob):
-            if any(fnmatch.fnmatch(v, glob) for v in info["versions"]):
-                if not fnmatch.fnmatch(package["version"], glob):
-                    result.append([name, glob])
-                break
-    return result
-
-
-def nvidia_driver_dpkg_packages(stdout: str, regex: str) -> list[dict[str, str]]:
-    """Parse ``dpkg-query -W -f '${db:Status-Abbrev}|${db:Status-Want}|${Package}|${Version}\\n'``.
-
-    Returns the installed packages (status ``ii``/``hi``/``iU``...: the second letter not
-    ``n``) whose name matches ``regex``, as {name, version, want}.
-    """
-    pattern = re.compile(regex.strip())
-    packages = []
-    for line in (stdout or "").splitlines():
-        parts = line.split("|")
-        if len(parts) != 4:
-            continue
-        status, want, name, version = (p.strip() for p in parts)
-        if len(status) < 2 or status[1] in ("n", "c") or not version:
-            continue
-        if pattern.search(name):
-            packages.append({"name": name.split(":", 1)[0], "version": version, "want": want})
-    return sorted(packages, key=lambda p: p["name"])
 
 
 def nvidia_driver_dkms_built(stdout: str, kernel: str) -> list[str]:
@@ -340,16 +271,47 @@ def nvidia_driver_dkms_built(stdout: str, kernel: str) -> list[str]:
     return built
 
 
+def nvidia_driver_after_reboot(state: Iterable[Any]) -> list[str]:
+    """What is wrong with a GPU node after the role rebooted it; empty when the driver works.
+
+    ``state`` is ``[nvidia_gpu fact, installed driver package version, Fabric Manager's service
+    state (``{'state': ...}`` as service_facts reports it, or ``{'stdout': ...}`` of systemctl
+    is-active; {} when the node has no NVSwitch)]``. The driver must be
+    loaded and report a version (a null version means no driver answers, which is a failure,
+    not a pass) equal to the installed package's, and Fabric Manager must be active where it was
+    checked. A node without a GPU has nothing to check.
+    """
+    gpu, installed, fabric = (list(state) + [{}, "", {}])[:3]
+    gpu = gpu or {}
+    if not gpu.get("present"):
+        return []
+    problems = []
+    loaded = gpu.get("loaded_modules") or []
+    if "nvidia" not in loaded:
+        problems.append(f"the nvidia module is not loaded (loaded: {', '.join(loaded) or 'none'})")
+    want = _str(installed).split(":", 1)[-1].rsplit("-", 1)[0] if _str(installed) else ""
+    running = _str(gpu.get("driver_version"))
+    if not running:
+        problems.append("no driver version can be read (neither /proc/driver/nvidia/version nor nvidia-smi answers)")
+    elif not want:
+        problems.append(f"the driver {running} is loaded but no driver package is installed")
+    elif running != want:
+        problems.append(f"the loaded driver is {running}, the installed one {want}")
+    if isinstance(fabric, Mapping) and fabric and not fabric.get("skipped"):
+        fabric_state = _str(fabric.get("state") or fabric.get("stdout"))
+        if fabric_state not in ("active", "running"):
+            problems.append(f"Fabric Manager is {fabric_state or 'not running'}")
+    return problems
+
+
 class FilterModule:
     """nvidia_driver filters."""
 
     def filters(self) -> dict[str, Any]:
         return {
             "nvidia_driver_plan": nvidia_driver_plan,
+            "nvidia_driver_packages": nvidia_driver_packages,
+            "nvidia_driver_after_reboot": nvidia_driver_after_reboot,
             "nvidia_driver_kernel_flavor": nvidia_driver_kernel_flavor,
-            "nvidia_driver_apt_policy": nvidia_driver_apt_policy,
-            "nvidia_driver_version_status": nvidia_driver_version_status,
-            "nvidia_driver_sync": nvidia_driver_sync,
-            "nvidia_driver_dpkg_packages": nvidia_driver_dpkg_packages,
             "nvidia_driver_dkms_built": nvidia_driver_dkms_built,
         }
