@@ -781,6 +781,16 @@ def test_several_users_and_no_node_checks(node: Path, capsys: pytest.CaptureFixt
     assert report["node"]["ok"] and not report["users"][0]["ok"]
 
 
+def test_node_only(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = healthy_node(node)
+    assert dv.main([*args, "--json", "--quick", "--node-only"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["users"] == [] and [c["id"] for c in report["node"]["checks"]] == NODE_CHECKS
+    assert dv.main([*args, "--node-only", "--user", dv.resolve_user(None).name]) == 2
+    assert dv.main([*args, "--node-only", "--no-node-checks"]) == 2
+    capsys.readouterr()
+
+
 def test_probes_run_at_once(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = node / "canned.json"
     data.write_text(fixture("probe-keras3-tf.json"))

@@ -99,6 +99,8 @@ def test_a_failing_node_fails_every_users_row_and_rc_nonzero_is_never_ok() -> No
     assert row["ok"] is False
     (row,) = dv.report_rows({"n": {"rc": 0, "node": None, "users": [{"user": "a", "report": part(True, [])}]}})
     assert row["ok"] is True  # no node checks (add_user.yml): the user's alone
+    (row,) = dv.report_rows({"n": {"rc": 0, "node": part(True, NODE), "users": []}})
+    assert (row["user"], row["ok"], sorted(row["checks"])) == ("", True, ["driver", "env:keras3-tf"])  # no users
 
 
 def test_failures_list_the_nodes_once_then_each_users() -> None:
@@ -122,8 +124,9 @@ def test_command() -> None:
         "/usr/local/bin/dl-verify", "--json", "--envs-config", "/etc/dlstack/envs.json", "--timeout", "900",
         "--script-sha256", "ab", "--expect-json", '{"gpu_count": 0}', "--user=alice", "--user=bob",
         "--reuse", "86400", "--state-dir", "/var/lib/x"]
-    tail = dv.command("/d", [], {**options, "level": "config", "node_checks": False, "jobs": 4, "reuse": 0})[10:]
-    assert tail == ["--config-only", "--no-node-checks", "--jobs", "4"]
+    tail = dv.command("/d", [ALICE], {**options, "level": "config", "node_checks": False, "jobs": 4, "reuse": 0})[10:]
+    assert tail == ["--user=alice", "--config-only", "--no-node-checks", "--jobs", "4"]
+    assert dv.command("/d", [], options)[10] == "--node-only"  # no managed user: the node alone
     with pytest.raises(AnsibleFilterError, match="level 'deep'"):
         dv.command("/d", [], {**options, "level": "deep"})
 

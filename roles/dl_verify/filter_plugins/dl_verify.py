@@ -62,7 +62,7 @@ def command(path: str, users: Iterable[Mapping[str, Any]], options: Mapping[str,
 
     Args:
         path: the installed script.
-        users: the users to check (``name`` each); none checks the node and the connecting user.
+        users: the users to check (``name`` each); none checks the node alone.
         options: ``envs_config``, ``timeout``, ``script_sha256``, ``expect`` (dict), ``level``
             (full, quick, config), ``node_checks`` (bool), ``jobs`` (0: dl-verify's default),
             ``reuse`` (seconds, 0: off) and ``state_dir``.
@@ -72,7 +72,8 @@ def command(path: str, users: Iterable[Mapping[str, Any]], options: Mapping[str,
         raise AnsibleFilterError(f"dl_verify: level {level!r} is not one of {', '.join(LEVELS)}")
     argv = [path, "--json", "--envs-config", str(options["envs_config"]), "--timeout", str(options["timeout"]),
             "--script-sha256", str(options["script_sha256"]), "--expect-json", json.dumps(options.get("expect") or {})]
-    argv += [f"--user={u['name']}" for u in users or []]
+    names = [f"--user={u['name']}" for u in users or []]
+    argv += names or ["--node-only"]
     argv += LEVELS[level]
     if not options.get("node_checks", True):
         argv.append("--no-node-checks")
@@ -137,7 +138,12 @@ def report_rows(hosts: Mapping[str, Any]) -> list[dict[str, Any]]:
         outcome = hosts[host] or {}
         node = outcome.get("node") or {}
         node_cells = _cells(node.get("checks", []))
-        for entry in outcome.get("users") or []:
+        entries = outcome.get("users") or []
+        if node and not entries:  # a node without users: one row of its own
+            rows.append({"host": host, "user": "", "ok": bool(node.get("ok")) and outcome.get("rc") == 0,
+                         "checks": node_cells, "verified": node.get("time") or "", "reused": bool(node.get("reused")),
+                         "error": outcome.get("error") or ""})
+        for entry in entries:
             report = entry.get("report") or {}
             ok = bool(report.get("ok")) and (not node or bool(node.get("ok"))) and outcome.get("rc") == 0
             rows.append({
@@ -169,12 +175,12 @@ def failures(outcome: Mapping[str, Any]) -> list[str]:
     lines = []
     if not outcome:
         return lines
-    if outcome.get("error") or not outcome.get("users"):
+    if outcome.get("error") or not (outcome.get("users") or outcome.get("node")):
         return [f"dl-verify gave no report (exit {outcome.get('rc')}): {outcome.get('error', '')}".rstrip(": ")]
     for check in (outcome.get("node") or {}).get("checks", []):
         if check.get("status") == "fail" and check.get("required"):
             lines.append(f"node: {check['id']}: {check.get('reason', '')}")
-    for entry in outcome["users"]:
+    for entry in outcome.get("users") or []:
         report = entry.get("report") or {}
         user = entry.get("user") or "?"
         if not report:
