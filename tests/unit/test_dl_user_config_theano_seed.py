@@ -54,7 +54,7 @@ with open(os.path.join(compiled, "cutils_ext", "cutils_ext.so"), "w") as fh:
     fh.write("so")
 rc = open(os.path.join(os.environ["HOME"], ".theanorc")).read()
 kj = json.load(open(os.path.join(os.environ["KERAS_HOME"], "keras.json")))
-print(json.dumps({"error": None, "compiledir": compiled, "compiledir_name": NAME, "theano": "1.0.5",
+print(json.dumps({"error": None, "compiledir": compiled, "compiledir_name": NAME, "theano": "1.0.5", "found": found,
                   "modules": sorted(set(found) | {"tmpnew1", "tmpnew2"}), "helpers": ["cutils_ext"],
                   "workloads": {"dense": {"ok": True, "seconds": 1.0},
                                 "conv": {"ok": False, "seconds": 1.0, "error": "boom"}},
@@ -133,9 +133,20 @@ def test_the_warmup_runs_as_the_seed_account_in_its_staging_directory(world: Sim
     assert set(seen["env"]) == {"HOME", "KERAS_HOME", "USER", "LOGNAME", "PATH", "LANG", "THEANO_FLAGS"}
 
 
-def test_a_rebuild_starts_from_the_previous_template_and_keeps_only_what_was_used(world: SimpleNamespace) -> None:
+def test_a_rebuild_starts_from_the_previous_template_and_keeps_only_what_was_used(world: SimpleNamespace,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     build(world)
+    found: list[list[str]] = []
+    original = seed.command_as_user
+
+    def spy(*args: Any) -> Any:
+        rc, out, err = original(*args)
+        found.append(json.loads(out)["found"])
+        return rc, out, err
+
+    monkeypatch.setattr(seed, "command_as_user", spy)
     built = build(world, tid="fedcba9876543210", build="b2")
+    assert found == [["tmpnew1", "tmpnew2"]]  # the staging compile directory held the old template's modules
     assert built["from_previous"] == "0123456789abcdef"
     new = json.loads((world.seeds / "keras2-theano" / "fedcba9876543210" / "seed.json").read_text())
     assert new["modules"] == ["tmpnew1", "tmpnew2"]  # found in the old template's copy and used again
