@@ -176,7 +176,10 @@ LOADED = textwrap.dedent("""
     paths |= {line.split()[-1] for line in open("/proc/self/maps") if len(line.split()) >= 6 and line.split()[-1].startswith("/")}
     paths |= {getattr(mod, "__file__", None) or "" for mod in list(sys.modules.values())}
     paths |= {os.path.expanduser("~/.theanorc"), os.path.expanduser("~/.keras/keras.json"), sys.prefix + "/etc/theanorc"}
-    print(json.dumps(sorted(p for p in paths if p.startswith("/") and os.path.exists(p))))
+    loaded = sorted(p for p in paths if p.startswith("/") and os.path.exists(p))
+    with open(sys.argv[1], "w") as out:
+        json.dump(loaded, out)
+    os.chmod(sys.argv[1], 0o644)
 """)
 
 # What of those another user could change: a file they can write, or a directory on the way
@@ -214,18 +217,18 @@ WRITABLE = textwrap.dedent("""
 def test_no_user_can_write_what_another_users_theano_process_loads(host) -> None:
     if name(host) != GPU_NODE:
         pytest.skip("no Theano env on the workstation")
-    loaded = host.run(f"runuser -u alice -- {THEANO}/bin/python -c {shlex.quote(LOADED)}")
+    listing = "/tmp/dlstack-alice-loaded.json"
+    host.run(f"rm -f {listing}")
+    loaded = host.run(f"cd / && runuser -u alice -- {THEANO}/bin/python -c {shlex.quote(LOADED)} {listing}")
     assert loaded.rc == 0, loaded.stderr
-    paths = json.loads(loaded.stdout.strip().splitlines()[-1])
+    paths = json.loads(host.file(listing).content_string)
     own = [p for p in paths if p.startswith("/var/tmp/theano-alice/")]
     assert len([p for p in own if p.endswith("key.pkl")]) >= 20 and any(p.endswith(".so") for p in own)
     assert not [p for p in paths if p.startswith("/var/lib/dlstack/theano-seeds")]  # copies, never the template
-    host.run("install -m 0644 /dev/null /tmp/dlstack-alice-loaded.json")
-    assert host.run(f"cat > /tmp/dlstack-alice-loaded.json <<'EOF'\n{json.dumps(paths)}\nEOF").rc == 0
     for other in ("bob", "carol"):
-        check = host.run(f"runuser -u {other} -- python3 -c {shlex.quote(WRITABLE)} /tmp/dlstack-alice-loaded.json")
+        check = host.run(f"runuser -u {other} -- python3 -c {shlex.quote(WRITABLE)} {listing}")
         assert check.rc == 0, check.stderr
         assert json.loads(check.stdout) == [], f"{other} can change what alice's Theano loads: {check.stdout}"
     # and the probe itself is honest: alice can write her own compile directory
-    mine = host.run(f"runuser -u alice -- python3 -c {shlex.quote(WRITABLE)} /tmp/dlstack-alice-loaded.json")
+    mine = host.run(f"runuser -u alice -- python3 -c {shlex.quote(WRITABLE)} {listing}")
     assert "/var/tmp/theano-alice" in json.loads(mine.stdout)
