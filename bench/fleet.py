@@ -4,8 +4,8 @@
 For each fleet size N it starts N demo nodes (Debian 12 containers with sshd, as
 ``scripts/demo up``) with COLD caches of its own, then measures:
 
-* the first converge (``playbooks/wheelhouse.yml`` then ``site.yml``, as ``scripts/demo``): wall time, CPU seconds on the controller (this process's
-  children) and inside the nodes (their cgroups' cpuacct usage);
+* the first converge (``playbooks/wheelhouse.yml`` then ``site.yml``, as ``scripts/demo``): wall time, CPU seconds
+  on the controller (this process's children) and inside the nodes (their cgroups' cpuacct usage);
 * bytes downloaded from outside: the growth of the fleet's apt cache (apt-cacher-ng) and of
   the controller's wheelhouse, the only ways out for packages in this setup;
 * a no-change re-run of both: wall time and the sum of ``changed`` over every host's recap;
@@ -169,7 +169,8 @@ def table(results: list[Result]) -> str:
         f"Fleet benchmark on {platform.node()} ({os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB), {time.strftime('%Y-%m-%d')}",
         "",
-        "| nodes | first converge (s) | controller CPU (s) | nodes CPU (s) | from outside (MB) | no-change re-run (s) | re-run changed | add_user (s) | add_user, quick verify (s) | 4 bare module runs (s) |",
+        "| nodes | first converge (s) | controller CPU (s) | nodes CPU (s) | from outside (MB) | no-change re-run (s) "
+        "| re-run changed | add_user (s) | add_user, quick verify (s) | 4 bare module runs (s) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -179,12 +180,14 @@ def table(results: list[Result]) -> str:
     if len(results) > 1:
         one, most = results[0], results[-1]
         lines += ["",
-                  f"- bytes from outside, {most.nodes} vs {one.nodes} node(s): {most.outside_bytes / max(one.outside_bytes, 1):.2f}x (target <= 1.1x)",
+                  f"- bytes from outside, {most.nodes} vs {one.nodes} node(s): "
+                  f"{most.outside_bytes / max(one.outside_bytes, 1):.2f}x (target <= 1.1x)",
                   "- no-change re-run vs first converge: " + ", ".join(
                       f"{r.rerun_wall / r.first_wall:.2f} ({r.nodes})" for r in results)
                   + f" (target < 0.1), changed={sum(r.rerun_changed for r in results)}",
-                  f"- add_user, {most.nodes} vs {one.nodes} node(s): {most.add_user_wall / max(one.add_user_wall, 1e-9):.2f}x (target <= 2x); "
-                  f"with the quick verification (imports): {most.add_user_quick_wall / max(one.add_user_quick_wall, 1e-9):.2f}x; "
+                  f"- add_user, {most.nodes} vs {one.nodes} node(s): "
+                  f"{most.add_user_wall / max(one.add_user_wall, 1e-9):.2f}x (target <= 2x); with the quick verification "
+                  f"(imports): {most.add_user_quick_wall / max(one.add_user_quick_wall, 1e-9):.2f}x; "
                   f"four bare module runs per node (add_user's round trips, nothing else): "
                   f"{most.floor_wall / max(one.floor_wall, 1e-9):.2f}x"]
     return "\n".join(lines) + "\n"

@@ -7,14 +7,16 @@ import importlib.util
 import json
 import subprocess
 import sys
+from importlib.machinery import SourceFileLoader
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 
 def load_by_path(name: str, path: Path) -> ModuleType:
-    """Import the file at ``path`` as a module called ``name``."""
-    spec = importlib.util.spec_from_file_location(name, path)
+    """Import the file at ``path`` as a module called ``name`` (a script without the .py
+    suffix too)."""
+    spec = importlib.util.spec_from_file_location(name, path, loader=SourceFileLoader(name, str(path)))
     assert spec and spec.loader, f"cannot load {path}"
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

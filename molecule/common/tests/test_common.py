@@ -12,7 +12,7 @@ def codename(host) -> str:
     return host.system_info.codename
 
 
-@pytest.mark.parametrize("name", BASE_PACKAGES + ["less"])
+@pytest.mark.parametrize("name", [*BASE_PACKAGES, "less"])
 def test_base_and_extra_packages_installed(host, name: str) -> None:
     assert host.package(name).is_installed
 

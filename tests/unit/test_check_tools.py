@@ -1,0 +1,126 @@
+"""Unit tests for the suite's checking tools: scripts/check-recap, scripts/check-mode-compare,
+scripts/tags-alone (role tags), the dlstack_changes callback and the dlstack_apt_preview module."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import plugin_loader
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+recap = plugin_loader.load_by_path("check_recap", REPO / "scripts" / "check-recap")
+compare = plugin_loader.load_by_path("check_mode_compare", REPO / "scripts" / "check-mode-compare")
+tags_alone = plugin_loader.load_by_path("tags_alone", REPO / "scripts" / "tags-alone")
+
+RECAP = """
+PLAY RECAP *********************************************************************
+gpu01                      : ok=52   changed=0    unreachable=0    failed=0    skipped=20   rescued=0    ignored=0
+ws01                       : ok=48   changed={ws}    unreachable=0    failed={failed}    skipped=22   rescued=0    ignored=0
+"""
+
+
+def test_recap_all_unchanged() -> None:
+    assert recap.problems(RECAP.format(ws=0, failed=0), 0, ["gpu01", "ws01"]) == []
+
+
+def test_recap_names_each_host_that_differs() -> None:
+    assert recap.problems(RECAP.format(ws=2, failed=1), 0, None) == ["ws01: changed=2 unreachable=0 failed=1"]
+    assert recap.problems(RECAP.format(ws=0, failed=0), 0, ["gpu01", "gpu02", "ws01"]) == [
+        "the recap names ['gpu01', 'ws01'], expected ['gpu01', 'gpu02', 'ws01']"]
+    assert recap.problems("no recap at all", 0, None) == ["no PLAY RECAP in the output"]
+
+
+def write(path: Path, entries: list[dict]) -> str:
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    return str(path)
+
+
+def entry(task: str, status: str, host: str = "gpu01", handler: bool = False) -> dict:
+    return {"host": host, "task": task, "path": "roles/x/tasks/main.yml:1", "status": status, "handler": handler}
+
+
+def test_compare_every_change_predicted(tmp_path: Path) -> None:
+    check = write(tmp_path / "c", [entry("common : Install the base packages", "changed"),
+                                   entry("common : Update the CA trust store", "skipped", handler=True),
+                                   entry("common : Check the URLs", "ok")])
+    real = write(tmp_path / "r", [entry("common : Install the base packages", "changed"),
+                                  entry("common : Update the CA trust store", "changed", handler=True)])
+    lines, problems = compare.compare(compare.load(check), compare.load(real), {})
+    assert problems == []
+    assert lines == ["gpu01: check mode predicted 1 changed task(s), the real run changed 2, 2 of them predicted"]
+
+
+def test_compare_names_what_was_not_predicted_and_check_failures(tmp_path: Path) -> None:
+    check = write(tmp_path / "c", [entry("python_envs : Build each env", "ok"),
+                                   entry("dl_verify : Run dl-verify", "failed", host="ws01")])
+    real = write(tmp_path / "r", [entry("python_envs : Build each env", "changed"),
+                                  entry("dl_user_config : Write files", "changed"),
+                                  entry("dl_verify : Run dl-verify", "ok", host="ws01")])
+    _lines, problems = compare.compare(compare.load(check), compare.load(real),
+                                       {"dl_user_config : Write files": "accounts made by the real run"})
+    assert problems == ["gpu01: the real run changed, check mode did not predict: python_envs : Build each env",
+                        "ws01: check mode failed: dl_verify : Run dl-verify"]
+
+
+def test_role_tags_come_from_the_table_of_contents() -> None:
+    tags = tags_alone.role_tags("common")
+    assert tags[0] == "common" and "common_packages" in tags and len(tags) == len(set(tags))
+    assert set(tags_alone.PLAYBOOKS) == {p.name for p in (REPO / "roles").iterdir() if (p / "tasks" / "main.yml").is_file()}
+    for playbook in set(tags_alone.PLAYBOOKS.values()):
+        assert (REPO / playbook).is_file()
+
+
+def test_the_callback_records_each_result(tmp_path: Path) -> None:
+    playbook = tmp_path / "play.yml"
+    playbook.write_text("""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - {name: one, ansible.builtin.command: "true", notify: h}
+    - {name: two, ansible.builtin.debug: {msg: x}}
+    - {name: three, ansible.builtin.command: "true", when: false}
+  handlers:
+    - {name: h, ansible.builtin.debug: {msg: y}}
+""")
+    log = tmp_path / "changes.jsonl"
+    env = dict(os.environ, DLSTACK_CHANGES_LOG=str(log), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    done = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), str(playbook)],
+                          cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    got = [(e["task"], e["status"], e["handler"]) for e in map(json.loads, log.read_text().splitlines())]
+    assert got == [("one", "changed", False), ("two", "ok", False), ("three", "skipped", False), ("h", "ok", True)]
+
+
+@pytest.fixture
+def fake_dpkg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A dpkg-query on PATH that knows curl as installed and gnupg as removed."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "dpkg-query").write_text("#!/bin/sh\necho 'curl installed'\necho 'gnupg not-installed'\nexit 1\n")
+    (bindir / "dpkg-query").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    return bindir
+
+
+def test_apt_preview_names_what_is_not_installed(tmp_path: Path, fake_dpkg: Path) -> None:
+    rc, out = plugin_loader.run_module(REPO / "plugins" / "modules" / "dlstack_apt_preview.py", tmp_path,
+                                       {"names": ["curl", "gnupg", "pciutils=1:3.9.0-4"], "who": "common on gpu01",
+                                        "_ansible_check_mode": True})
+    assert rc == 0 and out["changed"]
+    assert out["missing"] == ["gnupg", "pciutils=1:3.9.0-4"]
+    assert out["msg"] == ("common on gpu01: no APT package lists yet, so check mode cannot resolve packages or predict "
+                          "their versions; the real run downloads the lists first and installs gnupg, pciutils=1:3.9.0-4 "
+                          "(not installed now)")
+    # 2.19 hands warnings over as summaries of events
+    assert [w["event"]["msg"] for w in out["warnings"]] == [out["msg"]]
+
+
+def test_apt_preview_is_quiet_when_all_is_installed(tmp_path: Path, fake_dpkg: Path) -> None:
+    rc, out = plugin_loader.run_module(REPO / "plugins" / "modules" / "dlstack_apt_preview.py", tmp_path,
+                                       {"names": ["curl"], "_ansible_check_mode": True})
+    assert rc == 0 and not out["changed"] and out["missing"] == [] and "warnings" not in out
