@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fleet import children_cpu, node_cpu, run  # noqa: E402 - the fleet benchmark's helpers
+from fleet import children_cpu, node_cpu, run
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".cache" / "bench-users"
@@ -152,7 +152,8 @@ def report(stages: list[Stage], fits: list[dict[str, float]], cold: dict[str, fl
     workloads = template.get("workloads") or {}
     lines += [
         "",
-        "| a new user's first Dense fit (Theano env, new process, warm node) | wall (s) | CPU (s) | modules loaded | modules compiled | load |",
+        "| a new user's first Dense fit (Theano env, new process, warm node) | wall (s) | CPU (s) | modules loaded "
+        "| modules compiled | load |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for number, fit in enumerate(fits, start=1):

@@ -356,7 +356,8 @@ def test_public_envs_keep_the_existing_envs_name_python_backends() -> None:
 def test_filters_are_registered() -> None:
     names = set(duc.FilterModule().filters())
     assert names == {"dl_user_config_merge_users", "dl_user_config_merge_settings", "dl_user_config_effective",
-                     "dl_user_config_errors", "dl_user_config_account_errors", "dl_user_config_only_errors", "dl_user_config_json_dict", "dl_user_config_path_errors", "dl_user_config_unusable_keras_json",
+                     "dl_user_config_errors", "dl_user_config_account_errors", "dl_user_config_only_errors",
+                     "dl_user_config_json_dict", "dl_user_config_path_errors", "dl_user_config_unusable_keras_json",
                      "dl_user_config_file_is", "dl_user_config_dir_is", "dl_user_config_passwd_entry", "dl_user_config_public_envs",
                      "dl_user_config_cudnn_from_header", "dl_user_config_theano_profile",
                      "dl_user_config_theano_seed_plan", "dl_user_config_theano_seed_errors"}

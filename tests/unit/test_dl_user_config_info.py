@@ -12,9 +12,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
 import plugin_loader
+import pytest
 from plugin_loader import load_by_path
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "dl_user_config"

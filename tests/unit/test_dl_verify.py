@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "roles" / "dl_verify" / "files" / "dl-verify"
 PROBE = SCRIPT.with_name("dl_verify_probe.py")

@@ -133,7 +133,8 @@ def test_command() -> None:
 
 def test_filters_are_registered() -> None:
     assert set(dv.FilterModule().filters()) == {
-        "dl_verify_command", "dl_verify_expectations", "dl_verify_result", "dl_verify_report_rows", "dl_verify_report_columns", "dl_verify_failures"}
+        "dl_verify_command", "dl_verify_expectations", "dl_verify_result", "dl_verify_report_rows",
+        "dl_verify_report_columns", "dl_verify_failures"}
 
 
 def test_report_rows_say_when_and_whether_reused() -> None:

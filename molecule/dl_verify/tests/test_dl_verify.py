@@ -127,7 +127,7 @@ def test_one_root_owned_template_of_the_current_build(host) -> None:
         return
     (template,) = host.file(SEEDS).listdir()
     base = f"{SEEDS}/{template}"
-    writable = host.run(f"find /var/lib/dlstack/theano-seeds \\( ! -user root -o -perm /022 -o -type l \\) -print")
+    writable = host.run("find /var/lib/dlstack/theano-seeds \\( ! -user root -o -perm /022 -o -type l \\) -print")
     assert writable.rc == 0 and writable.stdout == "", writable.stdout
     seed = json.loads(host.file(f"{base}/seed.json").content_string)
     assert seed["real"] == host.check_output(f"realpath {THEANO}") and len(seed["modules"]) >= 50

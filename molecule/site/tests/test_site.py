@@ -155,6 +155,6 @@ def test_one_seed_template_per_profile_shared_by_the_users(host) -> None:
     templates = seeds.listdir() if seeds.exists else []
     assert len(templates) == SEED_TEMPLATES[node], templates
     assert host.run("find /var/lib/dlstack/theano-seeds ! -user root -print -o -perm /022 -print").stdout == ""
-    for user in USERS + ["dave"] if templates else []:
+    for user in [*USERS, "dave"] if templates else []:
         marker = json.loads(host.check_output(f"cat /var/tmp/theano-{user}/.dlstack-seed.json"))
         assert marker["keras2-theano"]["id"] in templates, (node, user)

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """dlstack: compile Theano's C modules for an env's usual operations, once, for a seed template.
 
 Run by the dl_user_config role (module dl_user_config_theano_seed) with an env's own Python,
@@ -15,7 +14,7 @@ module directories Theano loaded or compiled for this work (a template holds exa
 modules of an older build that no longer match are not among them), Theano's own cache
 counters, and each workload's result. Library chatter goes to standard error.
 
-Python 3.6+ (the env's interpreter), no f-strings, standard library plus the env's packages.
+Python 3.10+ (the env's interpreter), standard library plus the env's packages.
 """
 
 import json
@@ -23,6 +22,7 @@ import os
 import sys
 import time
 import traceback
+from typing import Any
 
 OUT = os.dup(1)
 os.dup2(2, 1)  # library chatter goes to stderr; the saved descriptor carries the answer
@@ -37,7 +37,7 @@ WORKLOADS = [
 ]
 
 
-def build(keras, kind, floatx, channels_first, rng):
+def build(kind: str, floatx: str, channels_first: bool, rng: Any) -> tuple[Any, Any, Any, str]:
     """(model, x, y, loss) of one of the seeds' models."""
     import numpy as np
     from keras import layers
@@ -56,10 +56,10 @@ def build(keras, kind, floatx, channels_first, rng):
     return model, x, y, "categorical_crossentropy"
 
 
-PER_PROCESS = set()
+PER_PROCESS: set[str] = set()
 
 
-def skip_per_process_modules():
+def skip_per_process_modules() -> None:
     """Theano 1.0's COp versions itself with hash(tuple(func_codes)), which Python 3 salts per
     process: a module with a COp is compiled again in every process, so a template copy of it
     would never be used. Note them to leave them out."""
@@ -67,19 +67,19 @@ def skip_per_process_modules():
     from theano.gof.op import COp
     original = cmodule.ModuleCache.module_from_key
 
-    def module_from_key(self, key, lnk=None, keep_lock=False):
+    def module_from_key(self: Any, key: Any, lnk: Any = None, keep_lock: bool = False) -> Any:
         module = original(self, key, lnk, keep_lock)
         try:
             if any(isinstance(node.op, COp) for node in lnk.fgraph.apply_nodes):
                 PER_PROCESS.add(os.path.realpath(module.__file__))
-        except Exception:  # noqa: BLE001 - only a filter: keep the module when unsure
+        except Exception:
             pass
         return module
 
     cmodule.ModuleCache.module_from_key = module_from_key
 
 
-def used_modules(compiledir):
+def used_modules(compiledir: str) -> tuple[list[str], list[str], list[int]]:
     """The versioned module directories (with key.pkl) Theano loaded or compiled in this process
     that another process can use, and the helper directories Theano builds at import,
     relative to its compile directory."""
@@ -97,15 +97,15 @@ def used_modules(compiledir):
     return sorted(modules), helpers, list(cache.stats)
 
 
-def main():
-    result = {"workloads": {}, "error": None}
+def main() -> int:
+    result: dict[str, Any] = {"workloads": {}, "error": None}
     try:
-        import numpy as np
         import keras
+        import numpy as np
         import theano
         backend = keras.backend.backend()
         if backend != "theano":
-            raise RuntimeError("Keras loaded the %s backend, not theano" % backend)
+            raise RuntimeError(f"Keras loaded the {backend} backend, not theano")
         floatx = keras.backend.floatx()
         channels_first = keras.backend.image_data_format() == "channels_first"
         compiledir = os.path.abspath(str(theano.config.compiledir))
@@ -117,7 +117,7 @@ def main():
         for name, metrics, calls in WORKLOADS:
             start = time.time()
             try:
-                model, x, y, loss = build(keras, name.split("+")[0], floatx, channels_first, rng)
+                model, x, y, loss = build(name.split("+")[0], floatx, channels_first, rng)
                 model.compile(optimizer="adam", loss=loss, metrics=metrics)
                 model.fit(x, y, epochs=1, batch_size=32, verbose=0)
                 if "predict" in calls:
@@ -125,13 +125,13 @@ def main():
                 if "evaluate" in calls:
                     model.evaluate(x, y, batch_size=32, verbose=0)
                 result["workloads"][name] = {"ok": True, "seconds": round(time.time() - start, 2)}
-            except Exception as exc:  # noqa: BLE001 - one failing workload must not hide the others
+            except Exception as exc:
                 result["workloads"][name] = {"ok": False, "seconds": round(time.time() - start, 2),
-                                             "error": "%s: %s" % (type(exc).__name__, exc)}
+                                             "error": f"{type(exc).__name__}: {exc}"}
         result["modules"], result["helpers"], result["stats"] = used_modules(compiledir)
-    except BaseException as exc:  # noqa: BLE001 - always print the one JSON answer
+    except BaseException as exc:
         lines = traceback.format_exc().strip().splitlines()
-        result["error"] = "%s: %s (%s)" % (type(exc).__name__, exc, lines[-1] if lines else "")
+        result["error"] = "{}: {} ({})".format(type(exc).__name__, exc, lines[-1] if lines else "")
     with os.fdopen(OUT, "w") as out:
         out.write(json.dumps(result) + "\n")
     return 0 if result["error"] is None else 1

@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
@@ -511,7 +512,8 @@ def theano_seed_errors(enabled: Any, seed_dir: Any, seed_user: Any, timeout: Any
     if not enabled:
         return []
     errors = []
-    if not isinstance(seed_dir, str) or not seed_dir.startswith("/") or "/../" in seed_dir + "/" or seed_dir.rstrip("/") in ("", "/tmp", "/var/tmp"):
+    shared = ("", "/tmp", "/var/tmp")
+    if not isinstance(seed_dir, str) or not seed_dir.startswith("/") or "/../" in seed_dir + "/" or seed_dir.rstrip("/") in shared:
         errors.append(f"dl_user_config_theano_seed_dir = {seed_dir!r} is invalid; allowed: an absolute path of its own "
                       "(root's; not /tmp or /var/tmp, where users can create names)")
     if not isinstance(seed_user, str) or not USER_NAME.match(seed_user) or seed_user == "root":

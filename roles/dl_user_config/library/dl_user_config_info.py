@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 """Everything dl_user_config reads from a node before it writes, in one module call."""
 
 from __future__ import annotations
@@ -197,7 +196,8 @@ import os
 import pwd
 import stat as stat_mod
 import sysconfig
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.dl_user_config_as_user import SwitchError, run_as_user

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 """Build root-owned Theano seed templates and seed users' compile directories from them."""
 
 from __future__ import annotations

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Act as another user from a module running as root (shared by the dl_user_config modules).
 
 One mechanism, two forms: a forked child takes the user's groups, gid and uid before it does
@@ -13,7 +12,8 @@ import json
 import os
 import signal
 import subprocess
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class SwitchError(Exception):

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """dl-verify's probe: what Keras and its backend do in one Python environment, as one user.
 
 dl-verify runs this file's text with each env's own interpreter (``python -c SOURCE
@@ -21,7 +20,8 @@ Theano's design (``compiled_unversioned``: ops without a cache version;
 ``compiled_per_process``: ops whose cache key Theano 1.0 salts per process). A compile
 directory seeded for this env and these settings compiles no versioned module.
 
-Python 3.6+ (the env's interpreter, any Keras): no f-strings, standard library only.
+Python 3.10+ (the env's interpreter: the oldest a dlstack env has, Ubuntu 22.04's), any Keras,
+standard library only.
 """
 
 import json
@@ -31,23 +31,25 @@ import platform
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 ARGS = sys.argv[1:]
 QUICK = "--quick" in ARGS
 CONFIG = "--config-only" in ARGS
 DENSE_ONLY = "--dense-only" in ARGS
-R = {"probe": 2, "python": platform.python_version(), "executable": sys.executable,
+R: dict[str, Any] = {"probe": 2, "python": platform.python_version(), "executable": sys.executable,
      "quick": QUICK, "config_only": CONFIG, "dense_only": DENSE_ONLY, "keras": None, "backend": None,
      "floatx": None, "image_data_format": None, "frameworks": {}, "devices": {}, "training": {},
      "warnings": [], "error": None}
 STAGE = ["import keras"]
 
 
-def note(what, exc):
-    R["warnings"].append("%s: %s: %s" % (what, type(exc).__name__, exc))
+def note(what: str, exc: BaseException) -> None:
+    R["warnings"].append(f"{what}: {type(exc).__name__}: {exc}")
 
 
-def kcall(keras, K, name):
+def kcall(keras: Any, K: Any, name: str) -> Any:
     for holder in (K, getattr(keras, "config", None)):
         fn = getattr(holder, name, None)
         if callable(fn):
@@ -55,7 +57,7 @@ def kcall(keras, K, name):
     return None
 
 
-def frameworks(backend):
+def frameworks(backend: str | None) -> None:
     import importlib
     import importlib.util
     names = ["numpy", "theano", "tensorflow"] + ([backend] if backend in ("jax", "torch") else [])
@@ -74,7 +76,7 @@ def frameworks(backend):
         note("nvidia wheels", exc)
 
 
-def devices():
+def devices() -> None:
     d = R["devices"]
     try:
         if "theano" in sys.modules:
@@ -99,7 +101,7 @@ def devices():
         note("devices", exc)
 
 
-def watch_theano_cache():
+def watch_theano_cache() -> None:
     """Count, through Theano's module cache, what the training loads and compiles."""
     try:
         from theano.gof import cc, cmodule
@@ -113,7 +115,7 @@ def watch_theano_cache():
     R["theano_cache"] = watch
     original = cmodule.ModuleCache.module_from_key
 
-    def module_from_key(self, key, lnk=None, keep_lock=False):
+    def module_from_key(self: Any, key: Any, lnk: Any = None, keep_lock: bool = False) -> Any:
         compiled = self.stats[2]
         module = original(self, key, lnk, keep_lock)
         if self.stats[2] > compiled and key and key[0]:
@@ -126,7 +128,7 @@ def watch_theano_cache():
     cmodule.ModuleCache.module_from_key = module_from_key
 
 
-def has_cop(lnk):
+def has_cop(lnk: Any) -> bool:
     try:
         from theano.gof.op import COp
         return any(isinstance(node.op, COp) for node in lnk.fgraph.apply_nodes)
@@ -134,7 +136,7 @@ def has_cop(lnk):
         return False
 
 
-def close_theano_cache():
+def close_theano_cache() -> None:
     watch = R.get("theano_cache")
     if not watch:
         return
@@ -147,7 +149,7 @@ def close_theano_cache():
     watch["compiled_unversioned"] = watch["compiled"] - watch["compiled_versioned"] - watch["compiled_per_process"]
 
 
-def fit(model, x, y, loss):
+def fit(model: Any, x: Any, y: Any, loss: str) -> dict[str, Any]:
     t0 = time.time()
     model.compile(optimizer="adam", loss=loss)
     hist = model.fit(x, y, epochs=1, batch_size=32, verbose=0)
@@ -156,17 +158,17 @@ def fit(model, x, y, loss):
             "loss_text": repr(value)}
 
 
-def train(keras):
+def train(keras: Any) -> None:
     STAGE[0] = "train dense"
     import numpy as np
     from keras import layers as L
     from keras.models import Sequential
     k3 = int(str(keras.__version__).split(".")[0]) >= 3
 
-    def model(shape, first, rest):
+    def model(shape: tuple[int, ...], first: Callable[[dict[str, Any]], Any], rest: list[Any]) -> Any:
         if k3:
-            return Sequential([L.Input(shape=shape), first({})] + rest)
-        return Sequential([first({"input_shape": shape})] + rest)
+            return Sequential([L.Input(shape=shape), first({}), *rest])
+        return Sequential([first({"input_shape": shape}), *rest])
     if R["backend"] == "theano":
         watch_theano_cache()
     fx = R["floatx"] or "float32"
@@ -186,11 +188,11 @@ def train(keras):
     close_theano_cache()
 
 
-def arg_after(flag):
+def arg_after(flag: str) -> str | None:
     return ARGS[ARGS.index(flag) + 1] if flag in ARGS[:-1] else None
 
 
-def dist_version(*names):
+def dist_version(*names: str) -> str | None:
     try:
         from importlib import metadata
     except ImportError:
@@ -203,7 +205,7 @@ def dist_version(*names):
     return None
 
 
-def config_only():
+def config_only() -> None:
     # What Keras and Theano will read in this env, as this user, without importing them:
     # the backend hook (.pth) has run at startup, so KERAS_BACKEND is what Keras would see.
     import importlib.util
@@ -219,7 +221,7 @@ def config_only():
         with open(path) as fh:
             cfg = json.load(fh)
         if not isinstance(cfg, dict):
-            raise ValueError("%s is not a JSON object" % path)
+            raise ValueError(f"{path} is not a JSON object")
     R["backend"] = os.environ.get("KERAS_BACKEND") or cfg.get("backend") or "tensorflow"
     R["floatx"] = cfg.get("floatx", "float32")
     R["image_data_format"] = cfg.get("image_data_format", "channels_last")
@@ -230,17 +232,17 @@ def config_only():
         if importlib.util.find_spec(name) is not None:
             R["frameworks"][name] = dist_version(*dists) or "?"
     if R["backend"] not in R["frameworks"]:
-        raise RuntimeError("backend %s is not installed in this environment" % R["backend"])
+        raise RuntimeError("backend {} is not installed in this environment".format(R["backend"]))
     compiledir = arg_after("--compiledir")
     if R["backend"] == "theano" and compiledir:
         STAGE[0] = "theano compiledir"
         target = compiledir if os.path.exists(compiledir) else os.path.dirname(compiledir.rstrip("/"))
         if not os.access(target, os.W_OK | os.X_OK):
-            raise PermissionError("%s is not writable by this user (Theano compiles there)" % target)
+            raise PermissionError(f"{target} is not writable by this user (Theano compiles there)")
         R["devices"]["theano_compiledir"] = compiledir
 
 
-def full():
+def full() -> None:
     import keras
     STAGE[0] = "keras config"
     K = getattr(keras, "backend", None)
@@ -258,7 +260,7 @@ def full():
         train(keras)
 
 
-def main():
+def main() -> None:
     out = os.dup(1)
     os.dup2(2, 1)  # library chatter goes to stderr; the saved descriptor carries the answer
     try:
