@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import pwd
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
-
-import pytest
+from typing import Any
 
 import plugin_loader
+import pytest
 from plugin_loader import load_by_path
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "dl_user_config"

@@ -356,9 +356,11 @@ def test_public_envs_keep_the_existing_envs_name_python_backends() -> None:
 def test_filters_are_registered() -> None:
     names = set(duc.FilterModule().filters())
     assert names == {"dl_user_config_merge_users", "dl_user_config_merge_settings", "dl_user_config_effective",
-                     "dl_user_config_errors", "dl_user_config_account_errors", "dl_user_config_only_errors", "dl_user_config_json_dict", "dl_user_config_path_errors", "dl_user_config_unusable_keras_json",
+                     "dl_user_config_errors", "dl_user_config_account_errors", "dl_user_config_only_errors",
+                     "dl_user_config_json_dict", "dl_user_config_path_errors", "dl_user_config_unusable_keras_json",
                      "dl_user_config_file_is", "dl_user_config_dir_is", "dl_user_config_passwd_entry", "dl_user_config_public_envs",
-                     "dl_user_config_cudnn_from_header"}
+                     "dl_user_config_cudnn_from_header", "dl_user_config_theano_profile",
+                     "dl_user_config_theano_seed_plan", "dl_user_config_theano_seed_errors"}
 
 
 def test_user_errors_refuse_float16_where_theano_runs_on_the_cpu() -> None:
@@ -372,3 +374,96 @@ def test_user_errors_refuse_float16_where_theano_runs_on_the_cpu() -> None:
     assert duc.user_errors(bob, ["tensorflow"]) == []
     on_gpu = duc.effective_users([{"name": "bob", "keras": {"floatx": "float16"}, "theano": {"device": "cuda0"}}], settings)
     assert duc.user_errors(on_gpu, ["theano", "tensorflow"], 1) == []
+
+
+# --- the Theano seed plan -------------------------------------------------------------------
+
+NODE = {"openblas": True, "cuda_root": "", "cudnn": "", "dnn": {"enabled": False, "reason": "no cuDNN"}}
+THEANO_ENV = {"name": "keras2-theano", "python": "/opt/dlstack/envs/keras2-theano/bin/python", "exists": True,
+              "backends": ["theano"], "build": "b1", "real": "/opt/dlstack/envs/.keras2-theano-1"}
+TF_ENV = {"name": "keras3-tf", "python": "/opt/dlstack/envs/keras3-tf/bin/python", "exists": True,
+          "backends": ["tensorflow"], "build": "b2", "real": "/opt/dlstack/envs/.keras3-tf-1"}
+
+
+def seed_users() -> list[dict[str, Any]]:
+    return effective([{"name": "alice", "keras": {"backend": "theano"}},
+                      {"name": "bob", "keras": {"backend": "tensorflow"}},
+                      {"name": "carol", "keras": {"backend": "theano", "floatx": "float64"}}])
+
+
+def read(envs: list[dict[str, Any]], seeds: list[dict[str, Any]], files: list[dict[str, Any]]) -> dict[str, Any]:
+    """What dl_user_config_info returns that the plan reads."""
+    return {"envs": envs, "theano_seeds": seeds, "user_files": files}
+
+
+def marker(user: str, ids: dict[str, str]) -> dict[str, Any]:
+    import json
+    return {"user": user, "name": ".dlstack-seed.json",
+            "stat": {"exists": True, "content": json.dumps({env: {"id": tid} for env, tid in ids.items()})}}
+
+
+def test_theano_profile_leaves_out_the_user_and_the_compile_directory() -> None:
+    alice, bob, carol = seed_users()
+    assert duc.theano_profile(alice, NODE) == duc.theano_profile(bob, NODE)  # the backend is not part of it
+    assert duc.theano_profile(alice, NODE) != duc.theano_profile(carol, NODE)  # float64 is
+    assert "base_compiledir" not in duc.theano_profile(alice, NODE)["theano"]
+    assert duc.theano_profile(alice, NODE) != duc.theano_profile(alice, {**NODE, "openblas": False})
+
+
+def test_plan_builds_one_template_per_profile_and_seeds_every_theano_user() -> None:
+    users = seed_users()
+    plan = duc.theano_seed_plan(read([THEANO_ENV, TF_ENV], [], []), users, users, NODE)
+    assert [(b["env"], b["user"]) for b in plan["builds"]] == [("keras2-theano", "alice"), ("keras2-theano", "carol")]
+    assert plan["builds"][0]["keras"] == {"floatx": "float32", "epsilon": 1e-07, "image_data_format": "channels_last"}
+    # bob's tensorflow is not served by the Theano env: the hook gives him Theano there
+    assert [(s["user"], s["compiledir"]) for s in plan["seeds"]] == [
+        ("alice", "/var/tmp/theano-alice"), ("bob", "/var/tmp/theano-bob"), ("carol", "/var/tmp/theano-carol")]
+    wanted = plan["wanted"]
+    assert wanted["alice"]["keras2-theano"] == wanted["bob"]["keras2-theano"] != wanted["carol"]["keras2-theano"]
+    assert plan["prune"] == []
+    # all built and seeded: nothing to do
+    seeds = [{"env": "keras2-theano", "id": tid, "ok": True} for tid in {wanted[u]["keras2-theano"] for u in wanted}]
+    files = [marker(u, wanted[u]) for u in wanted]
+    assert duc.theano_seed_plan(read([THEANO_ENV, TF_ENV], seeds, files), users, users, NODE) == {
+        "builds": [], "seeds": [], "prune": [], "wanted": wanted}
+
+
+def test_a_new_build_gets_new_templates_reseeds_and_drops_the_old() -> None:
+    users = seed_users()
+    old = duc.theano_seed_plan(read([THEANO_ENV], [], []), users, users, NODE)["wanted"]
+    rebuilt = {**THEANO_ENV, "build": "b9", "real": "/opt/dlstack/envs/.keras2-theano-2"}
+    seeds = [{"env": "keras2-theano", "id": tid, "ok": True} for tid in {old[u]["keras2-theano"] for u in old}]
+    plan = duc.theano_seed_plan(read([rebuilt], seeds, [marker(u, old[u]) for u in old]), users, users, NODE)
+    assert len(plan["builds"]) == 2 and len(plan["seeds"]) == 3
+    assert not {b["id"] for b in plan["builds"]} & {s["id"] for s in seeds}
+    assert plan["prune"] == [{"env": "keras2-theano", "keep": sorted({b["id"] for b in plan["builds"]})}]
+    # a one-user run (add_user.yml) seeds that user and drops nothing
+    one_user = duc.theano_seed_plan(read([rebuilt], seeds, []), users[:1], users, NODE, False)
+    assert [s["user"] for s in one_user["seeds"]] == ["alice"] and one_user["prune"] == []
+
+
+def test_plan_ignores_envs_without_theano_a_build_id_or_existence() -> None:
+    users = seed_users()
+    for env in (TF_ENV, {**THEANO_ENV, "exists": False}, {k: v for k, v in THEANO_ENV.items() if k != "build"}):
+        assert duc.theano_seed_plan(read([env], [], []), users, users, NODE) == {"builds": [], "seeds": [], "prune": [],
+                                                                           "wanted": {}}
+    # an unsafe template (not root's alone) counts as missing
+    tid = duc.theano_seed_plan(read([THEANO_ENV], [], []), users[:1], users, NODE)["builds"][0]["id"]
+    plan = duc.theano_seed_plan(read([THEANO_ENV], [{"env": "keras2-theano", "id": tid, "ok": False}], []), users[:1], users, NODE)
+    assert [b["id"] for b in plan["builds"]] == [tid]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("/tmp", "dlstack-theano", 1800), "dl_user_config_theano_seed_dir = '/tmp' is invalid"),
+    (("seeds", "dlstack-theano", 1800), "dl_user_config_theano_seed_dir = 'seeds' is invalid"),
+    (("/var/lib/x/../y", "dlstack-theano", 1800), "is invalid"),
+    (("/var/lib/dlstack/theano-seeds", "root", 1800), "dl_user_config_theano_seed_user = 'root' is invalid"),
+    (("/var/lib/dlstack/theano-seeds", "Bad Name", 1800), "dl_user_config_theano_seed_user = 'Bad Name' is invalid"),
+    (("/var/lib/dlstack/theano-seeds", "dlstack-theano", 0), "dl_user_config_theano_seed_timeout = 0 is invalid"),
+    (("/var/lib/dlstack/theano-seeds", "dlstack-theano", True), "dl_user_config_theano_seed_timeout = True is invalid"),
+])
+def test_theano_seed_errors(args: tuple[Any, ...], message: str) -> None:
+    errors = duc.theano_seed_errors(True, *args)
+    assert len(errors) == 1 and message in errors[0]
+    assert duc.theano_seed_errors(False, *args) == []
+    assert duc.theano_seed_errors(True, "/var/lib/dlstack/theano-seeds", "dlstack-theano", 1800) == []

@@ -12,9 +12,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
 import plugin_loader
+import pytest
 from plugin_loader import load_by_path
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "dl_user_config"
@@ -143,3 +142,72 @@ def test_module_fails_on_a_broken_envs_config(tmp_path: Path) -> None:
     config.write_text("not json")
     rc, out = run_module(tmp_path, {"envs_config": str(config)})
     assert rc != 0 and out["failed"] and "is not valid JSON" in out["msg"]
+
+
+def test_header_dirs_add_the_nodes_multiarch_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(info.sysconfig, "get_config_var", lambda name: "aarch64-linux-gnu" if name == "MULTIARCH" else None)
+    assert info.header_dirs(["/usr/local/cuda/include", "/usr/include"]) == [
+        "/usr/local/cuda/include", "/usr/include", "/usr/include/aarch64-linux-gnu"]
+    monkeypatch.setattr(info.sysconfig, "get_config_var", lambda name: None)
+    monkeypatch.setattr(info.os, "uname", lambda: SimpleNamespace(machine="x86_64", release="6.1.0"))
+    assert info.header_dirs(["/usr/include/"]) == ["/usr/include/", "/usr/include/x86_64-linux-gnu"]
+    assert info.header_dirs(["/opt/include"]) == ["/opt/include"]
+
+
+def test_env_build_changes_with_the_build_directory_and_the_packages(tmp_path: Path) -> None:
+    def env(name: str) -> Path:
+        site = tmp_path / name / "lib" / "python3.11" / "site-packages"
+        (site / "numpy-1.23.5.dist-info").mkdir(parents=True)
+        (site / "Theano-1.0.5-py3.11.egg-info").mkdir()
+        return tmp_path / name
+    one, two = env(".k2-aaa"), env(".k2-bbb")
+    link = tmp_path / "k2"
+    link.symlink_to(one)
+    real, build = info.env_build(str(link / "bin" / "python"))
+    assert real == str(one) and len(build) == 16
+    assert info.env_build(str(link / "bin" / "python")) == (real, build)  # stable
+    link.unlink()
+    link.symlink_to(two)  # python_envs switched to a new build
+    assert info.env_build(str(link / "bin" / "python"))[1] != build
+    link.unlink()
+    link.symlink_to(one)
+    (one / "lib" / "python3.11" / "site-packages" / "numpy-1.24.0.dist-info").mkdir()  # pip changed a package
+    assert info.env_build(str(link / "bin" / "python"))[1] != build
+
+
+def test_list_seeds_says_which_templates_root_alone_can_write(tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds"
+    for tid in ("0123456789abcdef", "fedcba9876543210"):
+        (seeds / "keras2-theano" / tid).mkdir(parents=True)
+        (seeds / "keras2-theano" / tid / "seed.json").write_text("{}")
+    (seeds / "keras2-theano" / ".tmp-0000000000000000").mkdir()  # a build in progress
+    for path in [seeds, *seeds.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (seeds / "keras2-theano" / "fedcba9876543210" / "seed.json").chmod(0o666)
+    found = info.list_seeds(str(seeds))
+    mine = os.geteuid() == 0
+    assert [(s["env"], s["id"], s["ok"]) for s in found] == [("keras2-theano", "0123456789abcdef", mine),
+                                                             ("keras2-theano", "fedcba9876543210", False)]
+    assert "seed.json is not root's alone" in found[1]["why"]
+    assert info.list_seeds(str(tmp_path / "none")) == []
+
+
+def test_module_reads_user_dir_files_and_env_builds(tmp_path: Path) -> None:
+    env_dir = tmp_path / "env"
+    (env_dir / "bin").mkdir(parents=True)
+    (env_dir / "bin" / "python").symlink_to(sys.executable)
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    compiledir = tmp_path / "compile"
+    compiledir.mkdir(mode=0o700)
+    (compiledir / ".dlstack-seed.json").write_text('{"keras2-theano": {"id": "0123456789abcdef"}}')
+    rc, out = run_module(tmp_path, {"users": [me], "user_dirs": [[me, str(compiledir)]],
+                                    "user_dir_files": [".dlstack-seed.json"], "env_builds": True,
+                                    "envs": [{"name": "k2", "python": str(env_dir / "bin" / "python"), "backends": ["theano"]}],
+                                    "theano_seed_dir": str(tmp_path / "no-seeds")})
+    assert rc == 0, out
+    (marker,) = out["user_files"]
+    assert (marker["user"], marker["dir"], marker["name"]) == (me, str(compiledir), ".dlstack-seed.json")
+    assert json.loads(marker["stat"]["content"]) == {"keras2-theano": {"id": "0123456789abcdef"}}
+    assert [d["path"] for d in out["dirs"]] == [str(compiledir)]
+    (env,) = out["envs"]
+    assert env["real"] == str(env_dir) and len(env["build"]) == 16 and out["theano_seeds"] == []

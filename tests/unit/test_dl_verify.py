@@ -18,6 +18,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "roles" / "dl_verify" / "files" / "dl-verify"
+PROBE = SCRIPT.with_name("dl_verify_probe.py")
+PROBE_SOURCE = PROBE.read_text()
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "dl_verify"
 
 
@@ -75,10 +77,10 @@ def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def make_ctx(root: Path, expect: dict[str, Any] | None = None, smi: str | None = None,
-             quick: bool = True, timeout: float = 20.0) -> Any:
+             quick: bool = True, timeout: float = 20.0, config_only: bool = False) -> Any:
     return dv.Context(cuda_root=root / "local", timeout=timeout, quick=quick, user=dv.resolve_user(None),
                       expect=dv.load_expectations(None, json.dumps(expect or {})), nvidia_smi=smi,
-                      environ=dict(os.environ))
+                      environ=dict(os.environ), config_only=config_only)
 
 
 def pci_gpu(root: Path, address: str = "0000:3b:00.0") -> None:
@@ -356,7 +358,10 @@ def test_load_expectations_coerces_and_validates(tmp_path: Path) -> None:
     assert expect["driver_branch"] == "580" and expect["envs"]["keras3-tf"] == {"backend": "tensorflow"}
     for bad, message in [('{"gpu_cout": 2}', "unknown expectation"), ('{"gpu_count": "2"}', "wrong type"),
                          ('{"gpu_count": true}', "wrong type"), ("[1]", "JSON object"), ("{", "not valid JSON"),
-                         ('{"envs": {"x": {"colour": 1}}}', "env 'x'")]:
+                         ('{"envs": {"x": {"colour": 1}}}', "env 'x'"), ('{"theano_seeded": 1}', "wrong type"),
+                         ('{"users": {"alice": {"gpu_count": 1}}}', "unknown expectation 'gpu_count' of user"),
+                         ('{"users": {"alice": {"envs": {"x": {"colour": 1}}}}}', "env 'x' of user 'alice'"),
+                         ('{"users": {"alice": []}}', "user 'alice' must be an object")]:
         with pytest.raises(dv.UsageError, match=message):
             dv.load_expectations(None, bad)
     with pytest.raises(dv.UsageError, match="cannot read"):
@@ -430,11 +435,19 @@ def env_spec(python: str, name: str = "keras2-theano", backends: tuple[str, ...]
     return dv.EnvSpec(name, python, list(backends))
 
 
+def check_env(ctx: Any, spec: Any) -> Any:
+    """One user's check of one env, as a run does it: the job, the probe, the verdict."""
+    dv.check_keras_config(ctx)
+    job = dv.user_job(ctx, spec, dv.level_of(ctx))
+    dv.run_jobs([job], PROBE_SOURCE, ctx.timeout, 1)
+    return dv.finish_user_env(job, ctx.timeout)
+
+
 def test_env_canned_probe_passes(node: Path) -> None:
     py = canned_python(node, "keras2-theano", fixture("probe-keras2-theano.json"))
     ctx = make_ctx(node, {"device": "cuda0", "envs": {"keras2-theano": {"backend": "theano", "keras": "2.3"}}})
-    res = dv.check_env(ctx, env_spec(py))
-    assert (res.status, res.required) == ("pass", True), res.reason
+    res = check_env(ctx, env_spec(py))
+    assert (res.id, res.status, res.required) == ("user-env:keras2-theano", "pass", True), res.reason
     assert res.data["probe"]["frameworks"]["theano"] == "1.0.5"
     assert "backend theano 1.0.5" in res.reason and "conv 77.9s loss 2.339" in res.reason
 
@@ -442,29 +455,29 @@ def test_env_canned_probe_passes(node: Path) -> None:
 def test_env_expectation_mismatches(node: Path) -> None:
     py = canned_python(node, "keras2-theano", fixture("probe-keras2-theano.json"))
     ctx = make_ctx(node, {"device": "cuda1", "envs": {"keras2-theano": {"backend": "tensorflow"}}})
-    res = dv.check_env(ctx, env_spec(py))
+    res = check_env(ctx, env_spec(py))
     assert res.status == "fail"
     assert res.reason == "expected backend tensorflow, found theano; expected device cuda1, found cuda0"
-    wrong_list = dv.check_env(make_ctx(node), env_spec(py, backends=("tensorflow",)))
+    wrong_list = check_env(make_ctx(node), env_spec(py, backends=("tensorflow",)))
     assert wrong_list.reason == "backend theano is not one of the env's backends (tensorflow)"
 
 
 def test_env_tensorflow_gpu_count_and_pygpu(node: Path) -> None:
     tf = canned_python(node, "keras3-tf", fixture("probe-keras3-tf.json"))
-    res = dv.check_env(make_ctx(node, {"gpu_count": 8}), env_spec(tf, "keras3-tf", ("tensorflow",)))
+    res = check_env(make_ctx(node, {"gpu_count": 8}), env_spec(tf, "keras3-tf", ("tensorflow",)))
     assert (res.status, res.reason) == ("fail", "expected 8 GPUs visible to TensorFlow, found 2")
     info = json.loads(fixture("probe-keras2-theano.json"))
     info["devices"]["pygpu_activated"] = False
     info["training"]["dense"].update(loss=None, loss_text="nan")
     th = canned_python(node, "no-pygpu", info)
-    res = dv.check_env(make_ctx(node), env_spec(th))
+    res = check_env(make_ctx(node), env_spec(th))
     assert res.reason == ("Theano device cuda0 but pygpu not activated (no GPU in use); "
                           "dense training loss is not finite (nan)")
 
 
 def test_env_probe_error_is_reported(node: Path) -> None:
     py = canned_python(node, "broken", fixture("probe-import-error.json"))
-    res = dv.check_env(make_ctx(node), env_spec(py))
+    res = check_env(make_ctx(node), env_spec(py))
     assert res.status == "fail"
     assert res.reason == ("import keras failed: ImportError: cannot import name 'Iterable' from 'collections' "
                           "(/usr/lib/python3.11/collections/__init__.py)")
@@ -473,37 +486,52 @@ def test_env_probe_error_is_reported(node: Path) -> None:
 def test_env_timeout(node: Path) -> None:
     py = write_exe(node / "slow" / "python", "sleep 30\n")
     start = time.monotonic()
-    res = dv.check_env(make_ctx(node, timeout=1), env_spec(str(py)))
+    res = check_env(make_ctx(node, timeout=1), env_spec(str(py)))
     assert time.monotonic() - start < 10
     assert res.status == "fail" and res.reason.startswith("probe timed out after 1 s")
 
 
 def test_env_garbage_and_silent_crash(node: Path) -> None:
     py = write_exe(node / "garbage" / "python", "echo 'Segmentation fault (core dumped)'\nexit 139\n")
-    res = dv.check_env(make_ctx(node), env_spec(str(py)))
+    res = check_env(make_ctx(node), env_spec(str(py)))
     assert (res.status, res.reason) == ("fail", "probe output is not JSON (exit 139): Segmentation fault (core dumped)")
     py = write_exe(node / "silent" / "python", "echo 'SyntaxError: invalid syntax' >&2\nexit 1\n")
-    res = dv.check_env(make_ctx(node), env_spec(str(py)))
+    res = check_env(make_ctx(node), env_spec(str(py)))
     assert (res.status, res.reason) == ("fail", "probe printed no JSON (exit 1): SyntaxError: invalid syntax")
 
 
 def test_env_missing_and_non_executable_python(node: Path) -> None:
-    res = dv.check_env(make_ctx(node), env_spec(str(node / "envs" / "gone" / "bin" / "python")))
+    res = check_env(make_ctx(node), env_spec(str(node / "envs" / "gone" / "bin" / "python")))
     assert (res.status, res.reason) == ("fail", f"python not found: {node}/envs/gone/bin/python (env not installed?)")
     plain = node / "plain-file"
     plain.write_text("")
-    assert dv.check_env(make_ctx(node), env_spec(str(plain))).reason == f"python is not executable: {plain}"
+    assert check_env(make_ctx(node), env_spec(str(plain))).reason == f"python is not executable: {plain}"
 
 
 def test_env_gets_keras_home_and_user_environment(node: Path) -> None:
     record = node / "seen.txt"
     py = write_exe(node / "envs" / "k" / "bin" / "python",
-                   f"echo \"$KERAS_HOME|$HOME|$1\" > '{record}'\ncat '{FIXTURES / 'probe-keras3-tf.json'}'\n")
+                   f"echo \"$KERAS_HOME|$HOME|$1|$3\" > '{record}'\ncat '{FIXTURES / 'probe-keras3-tf.json'}'\n")
     spec = dv.EnvSpec("keras3-tf", str(py), ["tensorflow"], "~/.keras-k3")
-    res = dv.check_env(make_ctx(node), spec)
+    res = check_env(make_ctx(node, quick=False), spec)
     assert res.status == "pass", res.reason
-    assert record.read_text().strip() == f"{node}/home/.keras-k3|{node}/home|-c"
+    # python -c SOURCE --config-only ...: a TensorFlow env is read per user, nothing imported
+    assert record.read_text().strip() == f"{node}/home/.keras-k3|{node}/home|-c|--config-only"
     assert res.data["keras_json"] == f"{node}/home/.keras-k3/keras.json"
+
+
+def test_user_job_levels(node: Path) -> None:
+    write_keras_json(node / "home" / ".keras", backend="tensorflow")
+    theano, tf = env_spec("/x/python"), env_spec("/y/python", "keras3-tf", ("tensorflow",))
+    full = make_ctx(node, quick=False)
+    dv.check_keras_config(full)
+    # the user's tensorflow is not served by the Theano env: the hook falls back to theano there
+    assert dv.user_job(full, theano, "full").options == ["--dense-only"]
+    assert dv.user_job(full, theano, "quick").options == ["--quick"]
+    assert dv.user_job(full, theano, "config").options[0] == "--config-only"
+    assert dv.user_job(full, tf, "full").options[0] == "--config-only"
+    both = env_spec("/z/python", "mixed", ("theano", "tensorflow"))
+    assert dv.user_backend(full, both) == "tensorflow" and dv.user_job(full, both, "full").options[0] == "--config-only"
 
 
 def fake_keras(site: Path, init_extra: str = "") -> Path:
@@ -517,7 +545,7 @@ def fake_keras(site: Path, init_extra: str = "") -> Path:
 
 def test_real_probe_with_fake_keras(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(fake_keras(node / "site")))
-    res = dv.check_env(make_ctx(node), env_spec(sys.executable))
+    res = check_env(make_ctx(node), env_spec(sys.executable))
     assert res.status == "pass", res.reason
     probe = res.data["probe"]
     assert (probe["keras"], probe["backend"], probe["floatx"], probe["image_data_format"]) == (
@@ -528,11 +556,11 @@ def test_real_probe_with_fake_keras(node: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_real_probe_reports_exceptions(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(fake_keras(node / "site")))
-    res = dv.check_env(make_ctx(node, quick=False), env_spec(sys.executable))
+    res = check_env(make_ctx(node, quick=False), env_spec(sys.executable))
     assert res.status == "fail" and res.data["probe"]["error"]["stage"] == "train dense"
     assert res.reason.startswith("train dense failed: ") and "Error" in res.reason
     monkeypatch.setenv("PYTHONPATH", str(fake_keras(node / "site2", "raise RuntimeError('boom')\n")))
-    res = dv.check_env(make_ctx(node), env_spec(sys.executable))
+    res = check_env(make_ctx(node), env_spec(sys.executable))
     assert res.reason == "import keras failed: RuntimeError: boom"
 
 
@@ -548,9 +576,8 @@ def fake_dists(site: Path, **versions: str) -> Path:
 
 
 def config_ctx(node: Path, expect: dict[str, Any] | None = None) -> Any:
-    ctx = make_ctx(node, expect)
-    ctx.config_only = True
-    dv.check_theano_config(ctx)  # run_checks reads .theanorc before the envs
+    ctx = make_ctx(node, expect, config_only=True)
+    dv.check_theano_config(ctx)  # a run reads .theanorc before the envs
     return ctx
 
 
@@ -559,7 +586,7 @@ def test_config_only_probe_reads_the_config_and_imports_nothing(node: Path, monk
     write_keras_json(node / "home" / ".keras", backend="theano", floatx="float16")
     (node / "home" / ".theanorc").write_text(f"[global]\ndevice = cuda1\nbase_compiledir = {node}/compile\n")
     expect = {"device": "cuda1", "floatx": "float16", "envs": {"keras2-theano": {"backend": "theano", "keras": "2.3"}}}
-    res = dv.check_env(config_ctx(node, expect), env_spec(sys.executable))
+    res = check_env(config_ctx(node, expect), env_spec(sys.executable))
     assert res.status == "pass", res.reason
     probe = res.data["probe"]
     assert (probe["config_only"], probe["keras"], probe["backend"], probe["floatx"], probe["image_data_format"]) == (
@@ -569,33 +596,165 @@ def test_config_only_probe_reads_the_config_and_imports_nothing(node: Path, monk
     assert "configuration only (--config-only" in res.reason
     # what the env's startup hook does when keras.json names a backend the env lacks
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
-    res = dv.check_env(config_ctx(node), env_spec(sys.executable, backends=("theano", "tensorflow")))
+    res = check_env(config_ctx(node), env_spec(sys.executable, backends=("theano", "tensorflow")))
     assert res.reason == "frameworks failed: RuntimeError: backend tensorflow is not installed in this environment"
 
 
 def test_config_only_probe_failures(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(fake_dists(node / "site", theano="1.0.5")))
-    res = dv.check_env(config_ctx(node), env_spec(sys.executable))
+    res = check_env(config_ctx(node), env_spec(sys.executable))
     assert res.reason == "keras package failed: RuntimeError: keras is not installed in this environment"
     monkeypatch.setenv("PYTHONPATH", str(fake_dists(node / "site2", keras="2.3.1", theano="1.0.5")))
     write_keras_json(node / "home" / ".keras", backend="theano")
     (node / "home" / ".theanorc").write_text("[global]\nbase_compiledir = /nonexistent/dlstack/theano\n")
-    res = dv.check_env(config_ctx(node), env_spec(sys.executable))
+    res = check_env(config_ctx(node), env_spec(sys.executable))
     assert res.reason == ("theano compiledir failed: PermissionError: /nonexistent/dlstack is not writable by this "
                           "user (Theano compiles there)")
     # no GPU is visible without importing TensorFlow: the count is not checked
     monkeypatch.setenv("PYTHONPATH", str(fake_dists(node / "site3", keras="3.11.3", tensorflow="2.20.0")))
     write_keras_json(node / "home" / ".keras", backend="tensorflow")
-    res = dv.check_env(config_ctx(node, {"gpu_count": 2}), env_spec(sys.executable, "k3", ("tensorflow",)))
+    res = check_env(config_ctx(node, {"gpu_count": 2}), env_spec(sys.executable, "k3", ("tensorflow",)))
     assert res.status == "pass", res.reason
 
 
-def test_script_sha256_refuses_another_version(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+# --- Theano seeds: per-user cache hits, node-level runs from a seed ---------------------------
+
+
+def seed_template_dir(root: Path, env: Path, tid: str = "0123456789abcdef", real: str | None = None) -> Path:
+    """A template as dl_user_config builds it (root's, read-only to others)."""
+    template = root / "seeds" / "keras2-theano" / tid
+    module = template / "compiledir" / "tmpabc123"
+    module.mkdir(parents=True)
+    (module / "key.pkl").write_bytes(b"key")
+    (template / "keras.json").write_text('{"backend": "theano", "floatx": "float32", "epsilon": 1e-07, '
+                                         '"image_data_format": "channels_last"}')
+    (template / "theanorc").write_text("[global]\ndevice = cpu\nfloatX = float32\n")
+    (template / "seed.json").write_text(json.dumps({"id": tid, "real": real or os.path.realpath(env),
+                                                    "compiledir_name": "compiledir_Linux-x86_64-3.11.2-64"}))
+    for top, dirs, files in os.walk(root / "seeds"):
+        for name in [top, *(os.path.join(top, n) for n in dirs + files)]:
+            os.chmod(name, 0o755 if os.path.isdir(name) else 0o644)
+    return template
+
+
+def seeded_user(root: Path, template: Path | None) -> Path:
+    compiledir = root / "compile"
+    compiledir.mkdir(exist_ok=True)
+    (root / "home" / ".theanorc").write_text(f"[global]\nbase_compiledir = {compiledir}\n")
+    marker = {"keras2-theano": {"id": template.name, "template": str(template)}} if template else {}
+    (compiledir / dv.SEED_MARKER).write_text(json.dumps(marker))
+    return compiledir
+
+
+def cache_probe(root: Path, compiled_versioned: int) -> str:
+    info = json.loads(fixture("probe-keras2-theano.json"))
+    info["devices"]["theano_device"] = "cpu"
+    info["training"] = {"dense": info["training"]["dense"]}
+    info["theano_cache"] = {"compiledir": str(root), "cached_before": 73, "loaded": 30, "hits": 57,
+                            "compiled": 3 + compiled_versioned, "compiled_versioned": compiled_versioned,
+                            "compiled_per_process": 1, "compiled_unversioned": 2}
+    return canned_python(root, "keras2-theano", info)
+
+
+def test_user_training_must_hit_the_seed(node: Path) -> None:
+    py = cache_probe(node, 0)
+    template = seed_template_dir(node, Path(py).parent.parent)
+    seeded_user(node, template)
+    expect = {"theano_seeded": True}
+    ctx = make_ctx(node, expect, quick=False)
+    dv.check_theano_config(ctx)
+    res = check_env(ctx, env_spec(py))
+    assert res.status == "pass", res.reason
+    assert "seeded from 0123456789abcdef" in res.reason and "30 modules loaded, 0 compiled that it caches" in res.reason
+    missed = cache_probe(node / "other", 5)
+    seed_template_dir(node / "other", Path(missed).parent.parent)
+    res = check_env(ctx, env_spec(missed))
+    assert res.status == "fail" and "the training compiled 5 modules Theano caches" in res.reason
+    # without the expectation, the same is only reported
+    plain = make_ctx(node, quick=False)
+    dv.check_theano_config(plain)
+    assert check_env(plain, env_spec(missed)).status == "pass"
+
+
+def test_user_seed_of_another_build_or_missing_fails(node: Path) -> None:
+    py = cache_probe(node, 0)
+    stale = seed_template_dir(node, Path(py).parent.parent, real="/opt/dlstack/envs/.keras2-theano-old")
+    seeded_user(node, stale)
+    ctx = make_ctx(node, {"theano_seeded": True}, quick=False)
+    dv.check_theano_config(ctx)
+    res = check_env(ctx, env_spec(py))
+    assert res.status == "fail" and "is of another build of keras2-theano (/opt/dlstack/envs/.keras2-theano-old" in res.reason
+    seeded_user(node, None)
+    res = check_env(ctx, env_spec(py))
+    assert res.status == "fail" and res.reason.endswith(f"compile directory {node}/compile: no seed of env keras2-theano")
+
+
+def test_a_template_others_can_write_is_not_used(node: Path) -> None:
+    py = cache_probe(node, 0)
+    template = seed_template_dir(node, Path(py).parent.parent)
+    seeded_user(node, template)
+    ctx = make_ctx(node, {"theano_seeded": True}, quick=False)
+    dv.check_theano_config(ctx)
+    if os.geteuid() == 0:  # root owns everything it writes: a template root owns, others can write
+        (template / "compiledir" / "tmpabc123").chmod(0o777)
+        res = check_env(ctx, env_spec(py))
+        assert res.status == "fail" and "is not safe to use" in res.reason and "tmpabc123 is not root's alone" in res.reason
+        assert dv.node_profiles(env_spec(py), [ctx], "full") == [{"label": "defaults, no seed"}]
+    else:
+        assert "is not root's alone" in (dv.root_only_problem(template) or "")
+
+
+def test_node_profiles(node: Path) -> None:
+    py = cache_probe(node, 0)
+    theano = env_spec(py)
+    alice = make_ctx(node, quick=False)
+    dv.check_keras_config(alice)
+    dv.check_theano_config(alice)
+    assert dv.node_profiles(theano, [alice], "full") == [{"label": "defaults, no seed"}]
+    assert dv.node_profiles(theano, [alice], "quick") == [{"label": "defaults"}]
+    if os.geteuid() == 0:
+        template = seed_template_dir(node, Path(py).parent.parent)
+        seeded_user(node, template)
+        dv.check_theano_config(alice)
+        (profile,) = dv.node_profiles(theano, [alice, alice], "full")
+        assert profile["label"] == f"seed {template.name}" and profile["template"] == template
+        home = dv.private_home(dv.resolve_user(None), theano, profile)
+        try:
+            assert (home / "theano" / "compiledir_Linux-x86_64-3.11.2-64" / "tmpabc123" / "key.pkl").read_bytes() == b"key"
+            assert json.loads((home / ".keras" / "keras.json").read_text())["floatx"] == "float32"
+            assert (home / ".theanorc").read_text() == "[global]\ndevice = cpu\nfloatX = float32\n"
+        finally:
+            import shutil
+            shutil.rmtree(home)
+    write_keras_json(node / "home" / ".keras", backend="tensorflow", floatx="float64")
+    dv.check_keras_config(alice)
+    tf = env_spec("/y/python", "keras3-tf", ("tensorflow",))
+    assert dv.node_profiles(tf, [alice, alice], "full") == [
+        {"label": "epsilon 1e-07, floatx float64, image_data_format channels_last",
+         "keras": {"floatx": "float64", "image_data_format": "channels_last", "epsilon": 1e-07}}]
+
+
+def test_user_expectations_merge() -> None:
+    expect = {"gpu_count": 2, "floatx": "float32", "envs": {"a": {"backend": "theano"}},
+              "users": {"bob": {"floatx": "float64", "envs": {"a": {"device": "cuda0"}}}}}
+    assert dv.node_expectations(expect) == {"gpu_count": 2}
+    assert dv.user_expectations(expect, "bob") == {"gpu_count": 2, "floatx": "float64",
+                                                   "envs": {"a": {"backend": "theano", "device": "cuda0"}}}
+    assert dv.user_expectations(expect, "carol")["floatx"] == "float32"
+
+
+def test_script_sha256_covers_script_and_probe(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import hashlib
-    mine = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()
-    assert dv.main(["--script-sha256", "0" * 64, "--json"]) == 3
-    assert "is not the dl-verify the playbook ships" in capsys.readouterr().err
-    assert dv.main(["--script-sha256", mine.upper(), "--json"]) == 0
+    mine = hashlib.sha256(SCRIPT.read_bytes() + PROBE.read_bytes()).hexdigest()
+    (node / "envs.json").write_text('{"envs": []}')
+    base = ["--envs-config", str(node / "envs.json"), "--json"]
+    assert dv.main([*base, "--script-sha256", hashlib.sha256(SCRIPT.read_bytes()).hexdigest()]) == 3
+    assert "are not the dl-verify the playbook ships" in capsys.readouterr().err
+    assert dv.main([*base, "--script-sha256", mine.upper()]) == 0
+    capsys.readouterr()
+    other = node / "probe.py"
+    other.write_text(PROBE_SOURCE + "\n")
+    assert dv.main([*base, "--probe", str(other), "--script-sha256", mine]) == 3
 
 
 def test_quick_and_config_only_exclude_each_other(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -603,18 +762,17 @@ def test_quick_and_config_only_exclude_each_other(node: Path, capsys: pytest.Cap
     assert "not allowed with argument" in capsys.readouterr().err
 
 
+def test_probe_path_prefers_the_installed_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert dv.probe_path(None) == PROBE  # a checkout: beside the script
+    assert dv.probe_path("/x/probe.py") == Path("/x/probe.py")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "lib" / "dl-verify").mkdir(parents=True)
+    (tmp_path / "lib" / "dl-verify" / "dl_verify_probe.py").write_text("")
+    monkeypatch.setattr(dv, "__file__", str(tmp_path / "bin" / "dl-verify"))
+    assert dv.probe_path(None) == tmp_path / "lib" / "dl-verify" / "dl_verify_probe.py"
+
+
 # --- users -------------------------------------------------------------------------------------
-
-
-def test_user_wrap(monkeypatch: pytest.MonkeyPatch) -> None:
-    alice = dv.UserInfo("alice", 1001, 1001, Path("/home/alice"), switch=True)
-    monkeypatch.setattr(dv.shutil, "which", lambda name: f"/usr/bin/{name}")
-    assert alice.wrap(["py", "-c", "x"]) == ["runuser", "-u", "alice", "--", "py", "-c", "x"]
-    monkeypatch.setattr(dv.shutil, "which", lambda name: "/usr/bin/setpriv" if name == "setpriv" else None)
-    assert alice.wrap(["py"])[:5] == ["setpriv", "--reuid=1001", "--regid=1001", "--init-groups", "--"]
-    monkeypatch.setattr(dv.shutil, "which", lambda name: None)
-    assert alice.wrap(["py"]) is None
-    assert dv.UserInfo("bob", 1002, 1002, Path("/home/bob")).wrap(["py"]) == ["py"]
 
 
 def test_resolve_user(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -627,6 +785,14 @@ def test_resolve_user(monkeypatch: pytest.MonkeyPatch) -> None:
     assert dv.resolve_user("nobody").switch is False
     with pytest.raises(dv.UsageError, match="only root"):
         dv.resolve_user("root")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_run_cmd_switches_to_the_user() -> None:
+    nobody = dv.resolve_user("nobody")
+    proc = dv.run_cmd(["id"], 10, env={"PATH": "/usr/bin:/bin"}, cwd="/", user=nobody)
+    assert proc.rc == 0 and proc.out.startswith(f"uid={nobody.uid}(nobody) gid={nobody.gid}")
+    assert "groups=" in proc.out and "(root)" not in proc.out
 
 
 # --- whole runs: output formats and exit codes ---------------------------------------------------
@@ -651,39 +817,82 @@ def healthy_node(root: Path) -> list[str]:
 EXPECT_ALL = {"backend": "theano", "floatx": "float32", "device": "cuda0", "gpu_count": 8, "driver_branch": "580",
               "cuda_default": "12.5", "cudnn_major": 9,
               "envs": {"keras2-theano": {"backend": "theano"}, "keras3-tf": {"backend": "tensorflow"}}}
-ALL_CHECKS = ["driver", "gpus", "fabric", "cuda", "cudnn", "keras_config", "theano_config", "env:keras2-theano",
-              "env:keras3-tf"]
+NODE_CHECKS = ["driver", "gpus", "fabric", "cuda", "cudnn", "env:keras2-theano", "env:keras3-tf"]
+USER_CHECKS = ["keras_config", "theano_config", "user-env:keras2-theano", "user-env:keras3-tf"]
 
 
 def test_table_lists_every_check(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     expect = {**EXPECT_ALL, "gpu_count": 2}  # keras3-tf's canned probe sees two GPUs
     assert dv.main([*healthy_node(node), "--quick", "--expect-json", json.dumps(expect)]) == 1
     out = capsys.readouterr().out
-    rows = {line.split()[1]: line.split()[0] for line in out.splitlines()[2:] if line.split()[:1] in
-            (["PASS"], ["FAIL"], ["SKIP"])}
-    assert list(rows) == ALL_CHECKS
-    assert rows["gpus"] == "FAIL" and rows["fabric"] == "SKIP" and set(rows.values()) == {"PASS", "FAIL", "SKIP"}
-    assert "expected 2 GPUs, found 8" in out
-    assert out.rstrip().endswith("9 checks: 7 pass, 1 fail, 1 skip -- FAILED (required: gpus)")
+    rows = [line.split()[:2] for line in out.splitlines() if line.split()[:1] in (["PASS"], ["FAIL"], ["SKIP"])]
+    assert [cid for _, cid in rows] == NODE_CHECKS + USER_CHECKS
+    assert dict((cid, status) for status, cid in rows)["gpus"] == "FAIL"
+    assert "expected 2 GPUs, found 8" in out and "\nnode checks\n" in out and f"\nas {dv.resolve_user(None).name}\n" in out
+    assert "7 checks: 5 pass, 1 fail, 1 skip -- FAILED (required: gpus)" in out
+    assert out.rstrip().endswith("FAILED")
 
 
 def test_json_output(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     expect = {k: v for k, v in EXPECT_ALL.items() if k != "gpu_count"}
     assert dv.main([*healthy_node(node), "--json", "--expect-json", json.dumps(expect)]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report) == {"host", "user", "time", "checks", "summary", "ok"}
-    assert [c["id"] for c in report["checks"]] == ALL_CHECKS
-    assert report["summary"] == {"pass": 8, "fail": 0, "skip": 1} and report["ok"] is True
-    assert all(set(c) == {"id", "title", "status", "reason", "data", "required"} for c in report["checks"])
+    assert set(report) == {"host", "time", "node", "users", "ok"} and report["ok"] is True
+    assert [c["id"] for c in report["node"]["checks"]] == NODE_CHECKS
+    (user,) = report["users"]
+    assert user["user"] == dv.resolve_user(None).name and [c["id"] for c in user["checks"]] == USER_CHECKS
+    assert user["summary"] == {"pass": 4, "fail": 0, "skip": 0} and user["ok"] is True
+    assert all(set(c) == {"id", "title", "status", "reason", "data", "required"} for c in user["checks"])
+    # the node's env checks trained (full level); the user's TensorFlow env was read, not imported
+    assert report["node"]["checks"][5]["data"]["runs"][0]["label"] == "defaults, no seed"
+
+
+def test_several_users_and_no_node_checks(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    me = dv.resolve_user(None).name
+    args = healthy_node(node)
+    assert dv.main([*args, "--json", "--quick", "--user", me, "--user", me, "--no-node-checks"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["node"] is None and [u["user"] for u in report["users"]] == [me]  # named twice, checked once
+    expect = {"users": {me: {"floatx": "float64"}}}
+    assert dv.main([*args, "--json", "--quick", "--user", me, "--expect-json", json.dumps(expect)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["node"]["ok"] and not report["users"][0]["ok"]
+
+
+def test_node_only(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = healthy_node(node)
+    assert dv.main([*args, "--json", "--quick", "--node-only"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["users"] == [] and [c["id"] for c in report["node"]["checks"]] == NODE_CHECKS
+    assert dv.main([*args, "--node-only", "--user", dv.resolve_user(None).name]) == 2
+    assert dv.main([*args, "--node-only", "--no-node-checks"]) == 2
+    capsys.readouterr()
+
+
+def test_probes_run_at_once(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = node / "canned.json"
+    data.write_text(fixture("probe-keras3-tf.json"))
+    envs = [{"name": f"e{i}", "backends": ["tensorflow"],
+             "python": str(write_exe(node / f"e{i}" / "bin" / "python", f"sleep 1\ncat '{data}'\n"))} for i in range(4)]
+    (node / "envs.json").write_text(json.dumps({"envs": envs}))
+    args = ["--envs-config", str(node / "envs.json"), "--cuda-root", str(node / "local"), "--quick", "--json"]
+    start = time.monotonic()
+    assert dv.main([*args, "--jobs", "8"]) == 0  # 4 node runs + 4 user runs
+    assert time.monotonic() - start < 4
+    capsys.readouterr()
+    start = time.monotonic()
+    assert dv.main([*args, "--jobs", "2"]) == 0
+    assert time.monotonic() - start >= 4
+    capsys.readouterr()
 
 
 def test_env_filter_and_missing_expected_env(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = healthy_node(node)
-    assert dv.main([*args, "--json", "--env", "keras3-tf"]) == 0
-    ids = [c["id"] for c in json.loads(capsys.readouterr().out)["checks"]]
+    assert dv.main([*args, "--json", "--quick", "--env", "keras3-tf"]) == 0
+    ids = [c["id"] for c in json.loads(capsys.readouterr().out)["node"]["checks"]]
     assert "env:keras3-tf" in ids and "env:keras2-theano" not in ids
-    assert dv.main([*args, "--json", "--expect-json", '{"envs": {"keras4-jax": {"backend": "jax"}}}']) == 1
-    checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert dv.main([*args, "--json", "--quick", "--expect-json", '{"envs": {"keras4-jax": {"backend": "jax"}}}']) == 1
+    checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["node"]["checks"]}
     assert checks["env:keras4-jax"]["status"] == "fail" and checks["env:keras4-jax"]["required"] is True
 
 
@@ -701,12 +910,13 @@ def test_exit_code_when_an_env_fails(node: Path, capsys: pytest.CaptureFixture[s
     py = write_exe(node / "garbage" / "python", "echo garbage\n")
     (node / "envs.json").write_text(json.dumps({"envs": [{"name": "bad", "python": str(py)}]}))
     assert dv.main(["--envs-config", str(node / "envs.json"), "--cuda-root", str(node / "local")]) == 1
-    assert "FAILED (required: env:bad)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "FAILED (required: env:bad)" in out and "FAILED (required: user-env:bad)" in out
 
 
-@pytest.mark.parametrize("args", [["--expect-json", "{"], ["--timeout", "0"], ["--env", "nope"],
+@pytest.mark.parametrize("args", [["--expect-json", "{"], ["--timeout", "0"], ["--env", "nope"], ["--jobs", "0"],
                                   ["--expect", "/nonexistent/expect.json"], ["--expect", "a", "--expect-json", "{}"],
-                                  ["--user", "no-such-user-dlverify"], ["--bogus"]])
+                                  ["--user", "no-such-user-dlverify"], ["--bogus"], ["--probe", "/nonexistent.py"]])
 def test_usage_errors_exit_2(node: Path, args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     (node / "envs.json").write_text('{"envs": []}')
     assert dv.main(["--envs-config", str(node / "envs.json"), *args]) == 2
@@ -716,7 +926,7 @@ def test_usage_errors_exit_2(node: Path, args: list[str], capsys: pytest.Capture
 def test_invalid_envs_config_fails(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (node / "envs.json").write_text('{"envs": [{"python": "/usr/bin/python3"}]}')
     assert dv.main(["--json", "--envs-config", str(node / "envs.json"), "--cuda-root", str(node / "local")]) == 1
-    checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["node"]["checks"]}
     assert checks["envs_config"]["status"] == "fail" and "KeyError" in checks["envs_config"]["reason"]
 
 
@@ -731,11 +941,12 @@ def test_script_runs_as_a_program(tmp_path: Path) -> None:
     assert "Traceback" not in bad.stderr
 
 
-# --- --reuse: a passing report printed again while nothing it depends on changed -------------
+# --- --reuse: a passing result printed again while nothing it depends on changed -------------
 
 
 def counting_node(root: Path) -> tuple[list[str], Path, Path]:
-    """A healthy node whose one env counts its probe runs; returns (args, counter, site-packages)."""
+    """A healthy node whose one env counts its probe runs (the node's and the user's); returns
+    (args, counter, site-packages)."""
     data = root / "canned" / "probe.json"
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text(fixture("probe-keras2-theano.json"))
@@ -743,7 +954,7 @@ def counting_node(root: Path) -> tuple[list[str], Path, Path]:
     env = root / "envs" / "keras2-theano"
     site = env / "lib" / "python3.11" / "site-packages"
     (site / "keras").mkdir(parents=True)
-    py = write_exe(env / "bin" / "python", f"echo run >> '{counter}'\ncat '{data}'\n")
+    py = write_exe(env / "bin" / "python", f"echo \"$HOME\" >> '{counter}'\ncat '{data}'\n")
     write_keras_json(root / "home" / ".keras")
     (root / "envs.json").write_text(json.dumps({"envs": [{"name": "keras2-theano", "backends": ["theano"],
                                                           "python": str(py)}]}))
@@ -752,72 +963,79 @@ def counting_node(root: Path) -> tuple[list[str], Path, Path]:
     return args, counter, site
 
 
-def probe_runs(counter: Path) -> int:
-    return len(counter.read_text().splitlines()) if counter.exists() else 0
+def probe_runs(counter: Path, root: Path | None = None) -> int:
+    """Probe runs so far: all, or only the user's (those with the user's home) when root is given."""
+    lines = counter.read_text().splitlines() if counter.exists() else []
+    return len([line for line in lines if root is None or line == str(root / "home")])
 
 
-def test_reuse_prints_the_stored_report_until_something_changes(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_reuse_prints_the_stored_result_until_something_changes(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args, counter, site = counting_node(node)
+    me = dv.resolve_user(None).name
     assert dv.main(args) == 0
     first = json.loads(capsys.readouterr().out)
-    assert probe_runs(counter) == 1 and "reused" not in first
-    state = node / "state" / f"{dv.resolve_user(None).name}.json"
+    assert probe_runs(counter) == 2 and probe_runs(counter, node) == 1  # the node's run and the user's
+    assert "reused" not in first["node"] and "reused" not in first["users"][0]
+    state = node / "state" / f"{me}.json"
     assert state.stat().st_mode & 0o777 == 0o600 and (node / "state").stat().st_mode & 0o777 == 0o700
+    assert (node / "state" / ".node.json").is_file()
 
     assert dv.main(args) == 0
     again = json.loads(capsys.readouterr().out)
-    assert probe_runs(counter) == 1, "nothing changed: no probe"
-    assert again["reused"]["from"] == first["time"] and again["checks"] == first["checks"]
+    assert probe_runs(counter) == 2, "nothing changed: no probe"
+    assert again["users"][0]["reused"]["from"] == first["users"][0]["time"]
+    assert again["node"]["reused"]["from"] == first["node"]["time"]
+    assert again["users"][0]["checks"] == first["users"][0]["checks"]
 
     # a bytecode cache written by a root interpreter is no change
     (site / "__pycache__").mkdir()
     (site / "__pycache__" / "hook.cpython-311.pyc").write_bytes(b"\0")
     assert dv.main(args) == 0
-    assert json.loads(capsys.readouterr().out)["reused"] and probe_runs(counter) == 1
+    assert json.loads(capsys.readouterr().out)["users"][0]["reused"] and probe_runs(counter) == 2
 
-    # each of these must make the next run check for real
-    changes = [
-        lambda: write_keras_json(node / "home" / ".keras", floatx="float64"),       # the user's config
-        lambda: (site / "numpy-1.23.5.dist-info").mkdir(),                           # pip installed a package
-        lambda: (site / "keras").rename(site / "keras.hidden"),                       # a package hidden
-        lambda: (node / "home" / ".theanorc").write_text("[global]\ndevice = cpu\n"),  # Theano config
-        lambda: (node / "local" / "cuda-12.8").mkdir(),                              # a CUDA toolkit
-    ]
-    why = ["files:" + str(node / "home" / ".keras" / "keras.json"), "envs:keras2-theano", "envs:keras2-theano",
-           "files:" + str(node / "home" / ".theanorc"), "cuda, cudnn"]
-    for number, change in enumerate(changes, start=2):
+    # the user's files: the user's checks run again, the node's result is reused
+    for change, part in [(lambda: write_keras_json(node / "home" / ".keras", floatx="float64"), ".keras/keras.json"),
+                         (lambda: (node / "home" / ".theanorc").write_text("[global]\ndevice = cuda0\n"), ".theanorc")]:
+        runs, user_runs = probe_runs(counter), probe_runs(counter, node)
         change()
         assert dv.main(args) == 0
-        fresh = json.loads(capsys.readouterr().out)
-        assert "reused" not in fresh
-        assert fresh["not_reused"] == f"changed since the last passing run: {why[number - 2]}"
-        assert probe_runs(counter) == number
-        assert dv.main(args) == 0
-        reused = json.loads(capsys.readouterr().out)
-        assert reused["reused"] and "not_reused" not in reused
-        assert probe_runs(counter) == number
+        out = json.loads(capsys.readouterr().out)
+        assert out["node"]["reused"] and "reused" not in out["users"][0]
+        assert out["users"][0]["not_reused"] == f"changed since the last passing run: files:{node / 'home' / part}"
+        assert probe_runs(counter) == runs + 1 and probe_runs(counter, node) == user_runs + 1
+    # the env and the node: both run again
+    (site / "numpy-1.23.5.dist-info").mkdir()
+    assert dv.main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "envs:keras2-theano" in out["node"]["not_reused"] and "envs:keras2-theano" in out["users"][0]["not_reused"]
+    (node / "local" / "cuda-12.8").mkdir()
+    assert dv.main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["node"]["not_reused"] == "changed since the last passing run: cuda, cudnn" and out["users"][0]["reused"]
 
 
 def test_reuse_depends_on_options_expectations_and_age(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args, counter, _ = counting_node(node)
-    assert dv.main(args) == 0 and probe_runs(counter) == 1
-    assert dv.main([*args, "--quick"]) == 0 and probe_runs(counter) == 2           # other options
-    assert dv.main([*args, "--expect-json", '{"floatx": "float32"}']) == 0 and probe_runs(counter) == 3
-    assert dv.main([*args, "--expect-json", '{"floatx": "float32"}']) == 0 and probe_runs(counter) == 3
+    assert dv.main(args) == 0 and probe_runs(counter) == 2
+    assert dv.main([*args, "--quick"]) == 0 and probe_runs(counter) == 4           # other options: both again
+    # back to the full level (both again, the results kept are the quick ones), with a user expectation
+    assert dv.main([*args, "--expect-json", '{"floatx": "float32"}']) == 0 and probe_runs(counter) == 6
+    assert dv.main([*args, "--expect-json", '{"floatx": "float32"}']) == 0 and probe_runs(counter) == 6
     state = node / "state" / f"{dv.resolve_user(None).name}.json"
     stored = json.loads(state.read_text())
     stored["epoch"] -= 7200  # older than --reuse 3600
     state.write_text(json.dumps(stored))
-    assert dv.main([*args, "--expect-json", '{"floatx": "float32"}']) == 0 and probe_runs(counter) == 4
+    assert dv.main([*args, "--expect-json", '{"floatx": "float32"}']) == 0  # the user's result only was too old
+    assert probe_runs(counter) == 7 and probe_runs(counter, node) == 4
     capsys.readouterr()
 
 
-def test_reuse_never_keeps_a_failing_report(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_reuse_never_keeps_a_failing_result(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args, counter, _ = counting_node(node)
     assert dv.main(args) == 0
     failing = [*args, "--expect-json", '{"floatx": "float16"}']
     assert dv.main(failing) == 1 and dv.main(failing) == 1
-    assert probe_runs(counter) == 3
+    assert probe_runs(counter, node) == 3
     assert not (node / "state" / f"{dv.resolve_user(None).name}.json").exists()
     capsys.readouterr()
 
@@ -827,13 +1045,13 @@ def test_reuse_in_the_table_and_without_a_writable_state_dir(node: Path, capsys:
     table_args = [a for a in args if a != "--json"]
     assert dv.main(table_args) == 0 and dv.main(table_args) == 0
     out = capsys.readouterr().out
-    assert out.count("(reused: the report of ") == 1 and probe_runs(counter) == 1
+    assert out.count("(reused: the result of ") == 2 and probe_runs(counter) == 2
     blocked = node / "blocked"
     blocked.write_text("a file where the state directory should be")
     nowhere = [*table_args[:-4], "--state-dir", str(blocked / "state"), "--reuse", "60"]
     assert dv.main(nowhere) == 0
     captured = capsys.readouterr()
-    assert "cannot keep the report for --reuse" in captured.err and "-- OK" in captured.out
+    assert "cannot keep the result for --reuse" in captured.err and "-- OK" in captured.out
 
 
 def test_reuse_must_not_be_negative(node: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,7 +29,7 @@ def expected(host, user: str) -> dict[str, str]:
     return EXPECTED[host.backend.get_hostname()][user]
 
 
-def as_user(host, user: str, command: str):
+def as_user(host, user: str, command: str):  # noqa: ANN201 - testinfra's CommandResult has no importable type
     return host.run(f"runuser -u {user} -- bash -c {command!r}")
 
 
@@ -124,7 +124,8 @@ def test_theano_env_loads_for_every_user(host, user: str) -> None:
 def test_theano_reads_the_users_device_and_floatx(host, user: str) -> None:
     if host.backend.get_hostname() != GPU_NODE:
         pytest.skip("no Theano env on the workstation")
-    cmd = as_user(host, user, f"{ENVS}/keras2-theano/bin/python -c 'import theano; print(theano.config.device, theano.config.floatX, theano.config.base_compiledir)'")
+    cmd = as_user(host, user, f"{ENVS}/keras2-theano/bin/python -c 'import theano; "
+                              "print(theano.config.device, theano.config.floatX, theano.config.base_compiledir)'")
     assert cmd.rc == 0, cmd.stderr
     assert cmd.stdout.split()[-3:] == [expected(host, user)["device"], "float32", f"/var/tmp/theano-{user}"]
 

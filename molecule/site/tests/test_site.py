@@ -83,30 +83,40 @@ def test_workstation_onboarded_itself(host) -> None:
     if node == "site-ws01":
         local_report = json.loads(host.file("/var/lib/dlstack/reports/dl-verify-results.json").content_string)
         assert list(local_report) == ["site-ws01"]
-        assert all(run["rc"] == 0 for run in local_report["site-ws01"])
+        assert local_report["site-ws01"]["rc"] == 0
 
 
 def test_every_user_on_every_node_passed(results: dict) -> None:
     assert sorted(results) == NODES
-    for node, runs in results.items():
-        assert sorted(r["user"] for r in runs) == USERS, node
-        for run in runs:
-            assert run["rc"] == 0 and run["report"]["ok"], (node, run["user"], run["report"])
+    for node, outcome in results.items():
+        assert outcome["rc"] == 0 and outcome["node"]["ok"], (node, outcome["node"])
+        assert sorted(u["user"] for u in outcome["users"]) == USERS, node
+        for user in outcome["users"]:
+            assert user["report"]["ok"], (node, user["user"], user["report"])
 
 
-def test_each_env_trained_with_the_users_backend(results: dict) -> None:
-    for node, runs in results.items():
-        for run in runs:
-            probes = {c["id"][4:]: c for c in run["report"]["checks"] if c["id"].startswith("env:")}
-            assert sorted(probes) == ENVS[node], (node, run["user"])
-            backend, floatx, _ = KERAS[(node, run["user"])]
+def test_each_env_trained_once_per_node_and_as_each_user_with_their_backend(results: dict) -> None:
+    for node, outcome in results.items():
+        node_envs = {c["id"][4:]: c for c in outcome["node"]["checks"] if c["id"].startswith("env:")}
+        assert sorted(node_envs) == ENVS[node]
+        for env, check in node_envs.items():
+            assert check["status"] == "pass", (node, env, check["reason"])
+            assert all({"dense", "conv"} <= set(run["probe"]["training"]) for run in check["data"]["runs"])
+        for user in outcome["users"]:
+            probes = {c["id"][9:]: c for c in user["report"]["checks"] if c["id"].startswith("user-env:")}
+            assert sorted(probes) == ENVS[node], (node, user["user"])
+            backend, floatx, _ = KERAS[(node, user["user"])]
             for env, check in probes.items():
-                assert check["status"] == "pass", (node, run["user"], env, check["reason"])
+                assert check["status"] == "pass", (node, user["user"], env, check["reason"])
                 probe = check["data"]["probe"]
                 served = "theano" if env == "keras2-theano" else "tensorflow"
-                assert probe["backend"] == (backend if backend == served else served), (node, run["user"], env)
+                assert probe["backend"] == (backend if backend == served else served), (node, user["user"], env)
                 assert probe["floatx"] == floatx
-                assert {"dense", "conv"} <= set(probe["training"])
+                if env == "keras2-theano":  # trained as the user, every module from the user's seed
+                    assert set(probe["training"]) == {"dense"}
+                    assert probe["theano_cache"]["compiled_versioned"] == 0 and probe["theano_cache"]["loaded"] >= 20
+                else:  # read as the user, nothing imported
+                    assert probe["config_only"]
 
 
 def test_cluster_report() -> None:
@@ -116,8 +126,7 @@ def test_cluster_report() -> None:
         assert node in md
 
 
-# dave, added by playbooks/add_user.yml in the side effect (all < group < host settings; his
-# host-level entry asks for float64)
+# dave, added by playbooks/add_user.yml in the side effect (all < group < host settings)
 DAVE_EPSILON = {"site-gpu01": 1e-06, "site-gpu02": 1e-05, "site-ws01": 1e-06}
 
 
@@ -125,8 +134,27 @@ def test_added_user_has_his_account_and_files(host) -> None:
     node = name(host)
     assert host.user("dave").exists and host.user("dave").home == "/home/dave"
     keras = json.loads(host.file("/home/dave/.keras/keras.json").content_string)
-    assert (keras["backend"], keras["floatx"], keras["epsilon"]) == ("tensorflow", "float64", DAVE_EPSILON[node])
+    assert (keras["backend"], keras["floatx"], keras["epsilon"]) == ("tensorflow", "float32", DAVE_EPSILON[node])
     theanorc = host.file("/home/dave/.theanorc")
     assert theanorc.user == "dave" and "base_compiledir = /var/tmp/theano-dave" in theanorc.content_string
     compiledir = host.file("/var/tmp/theano-dave")
     assert compiledir.is_directory and compiledir.user == "dave" and compiledir.mode == 0o700
+    # seeded from the template the users with his settings already had (none built for him)
+    seeded = host.file("/var/tmp/theano-dave/.dlstack-seed.json").exists
+    assert seeded == node.startswith("site-gpu")
+
+
+# Theano seed templates: one per env build and settings profile (dl_user_config). On gpu01 every
+# user has the same Theano settings; on gpu02 carol's floatX float64 is a second profile.
+SEED_TEMPLATES = {"site-gpu01": 1, "site-gpu02": 2, "site-ws01": 0}
+
+
+def test_one_seed_template_per_profile_shared_by_the_users(host) -> None:
+    node = name(host)
+    seeds = host.file("/var/lib/dlstack/theano-seeds/keras2-theano")
+    templates = seeds.listdir() if seeds.exists else []
+    assert len(templates) == SEED_TEMPLATES[node], templates
+    assert host.run("find /var/lib/dlstack/theano-seeds ! -user root -print -o -perm /022 -print").stdout == ""
+    for user in [*USERS, "dave"] if templates else []:
+        marker = json.loads(host.check_output(f"cat /var/tmp/theano-{user}/.dlstack-seed.json"))
+        assert marker["keras2-theano"]["id"] in templates, (node, user)

@@ -16,10 +16,11 @@ problem at once before anything is written.
 
 from __future__ import annotations
 
-import copy
+import hashlib
 import json
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
@@ -425,6 +426,104 @@ def cudnn_from_header(text: str | None) -> str:
     return "{MAJOR}.{MINOR}.{PATCHLEVEL}".format(**found)
 
 
+SEED_KERAS = ("floatx", "epsilon", "image_data_format")
+
+
+def _uses_theano(user: Mapping[str, Any], env: Mapping[str, Any]) -> bool:
+    """Whether the user's Keras runs on Theano in this env (their backend, or the env's
+    fallback when their backend is not served there: the backend hook)."""
+    backends = list(env.get("backends") or [])
+    backend = (user.get("keras") or {}).get("backend")
+    return "theano" in backends and (backend == "theano" or (backend not in backends and backends[0] == "theano"))
+
+
+def theano_profile(user: Mapping[str, Any], node: Mapping[str, Any]) -> dict[str, Any]:
+    """What decides which C modules Theano compiles for a user, as their keras.json and
+    .theanorc will say: Keras' floatx, epsilon and image_data_format, every Theano setting but
+    the compile directory, and the node's values written into .theanorc (OpenBLAS, CUDA
+    root, cuDNN). Users with equal profiles can share one seed template."""
+    keras = user.get("keras") or {}
+    theano = {k: _plain(v) for k, v in (user.get("theano") or {}).items() if k != "base_compiledir"}
+    return {"keras": {k: keras.get(k) for k in SEED_KERAS}, "theano": theano, "node": _plain(dict(node))}
+
+
+def _template_id(env: Mapping[str, Any], profile: Mapping[str, Any]) -> str:
+    text = json.dumps({"build": env.get("build"), "profile": profile}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _marker(files: Iterable[Mapping[str, Any]], user: str) -> dict[str, Any]:
+    for entry in files:
+        if entry.get("user") == user and entry.get("name") == ".dlstack-seed.json":
+            parsed = json_dict((entry.get("stat") or {}).get("content"))
+            return parsed or {}
+    return {}
+
+
+def theano_seed_plan(read: Mapping[str, Any], targets: Iterable[Mapping[str, Any]], users: Iterable[Mapping[str, Any]],
+                     node: Mapping[str, Any], prune: bool = True) -> dict[str, Any]:
+    """What the Theano seed step must do on one node.
+
+    Args:
+        read: what ``dl_user_config_info`` read: ``envs`` (``exists``, ``backends``, ``build``,
+            ``real``), ``theano_seeds`` (templates present: ``env``, ``id``, ``ok``) and
+            ``user_files`` (each target's ``.dlstack-seed.json``, read as the user).
+        targets: the users this run writes (effective settings); users: every declared user.
+        node: the node's values written into every .theanorc (OpenBLAS, CUDA root, cuDNN).
+        prune: also drop templates no declared user needs (false on one-user runs).
+
+    Returns:
+        ``builds`` (templates to build: env, id, python, build, real, profile, keras, user),
+        ``seeds`` (compile directories to seed: user, compiledir, env, id: those whose marker
+        names another template), ``prune`` (env, keep) and ``wanted`` (user -> env -> id).
+    """
+    envs, seeds, files = read.get("envs") or [], read.get("theano_seeds") or [], read.get("user_files") or []
+    theano_envs = [e for e in envs if e.get("exists") and e.get("build") and "theano" in (e.get("backends") or [])]
+    present = {(s.get("env"), s.get("id")) for s in seeds if s.get("ok")}
+    builds: dict[tuple[str, str], dict[str, Any]] = {}
+    to_seed: list[dict[str, Any]] = []
+    wanted: dict[str, dict[str, str]] = {}
+    for user in targets:
+        marker = _marker(files, str(user["name"]))
+        for env in theano_envs:
+            if not _uses_theano(user, env):
+                continue
+            profile = theano_profile(user, node)
+            tid = _template_id(env, profile)
+            wanted.setdefault(str(user["name"]), {})[str(env["name"])] = tid
+            if (env["name"], tid) not in present and (env["name"], tid) not in builds:
+                builds[(env["name"], tid)] = {
+                    "env": env["name"], "id": tid, "python": env["python"], "build": env["build"], "real": env.get("real"),
+                    "profile": profile, "keras": profile["keras"], "user": user["name"]}
+            if (marker.get(env["name"]) or {}).get("id") != tid:
+                to_seed.append({"user": user["name"], "compiledir": (user.get("theano") or {}).get("base_compiledir"),
+                                "env": env["name"], "id": tid})
+    pruning = []
+    if prune:
+        for env in theano_envs:
+            keep = sorted({_template_id(env, theano_profile(u, node)) for u in users if _uses_theano(u, env)})
+            if {s.get("id") for s in seeds if s.get("env") == env["name"]} - set(keep):
+                pruning.append({"env": env["name"], "keep": keep})
+    return {"builds": list(builds.values()), "seeds": to_seed, "prune": pruning, "wanted": wanted}
+
+
+def theano_seed_errors(enabled: Any, seed_dir: Any, seed_user: Any, timeout: Any) -> list[str]:
+    """Problems with the Theano seed settings (empty when seeding is off)."""
+    if not enabled:
+        return []
+    errors = []
+    shared = ("", "/tmp", "/var/tmp")
+    if not isinstance(seed_dir, str) or not seed_dir.startswith("/") or "/../" in seed_dir + "/" or seed_dir.rstrip("/") in shared:
+        errors.append(f"dl_user_config_theano_seed_dir = {seed_dir!r} is invalid; allowed: an absolute path of its own "
+                      "(root's; not /tmp or /var/tmp, where users can create names)")
+    if not isinstance(seed_user, str) or not USER_NAME.match(seed_user) or seed_user == "root":
+        errors.append(f"dl_user_config_theano_seed_user = {seed_user!r} is invalid; allowed: a POSIX user name "
+                      "other than root (a system account of its own; the role creates it)")
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+        errors.append(f"dl_user_config_theano_seed_timeout = {timeout!r} is invalid; allowed: seconds, a whole number > 0")
+    return errors
+
+
 class FilterModule:
     """dl_user_config filters."""
 
@@ -444,4 +543,7 @@ class FilterModule:
             "dl_user_config_passwd_entry": passwd_entry,
             "dl_user_config_public_envs": public_envs,
             "dl_user_config_cudnn_from_header": cudnn_from_header,
+            "dl_user_config_theano_profile": theano_profile,
+            "dl_user_config_theano_seed_plan": theano_seed_plan,
+            "dl_user_config_theano_seed_errors": theano_seed_errors,
         }

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 """Write one user's config files and directories as that user, in one module call."""
 
 from __future__ import annotations
@@ -88,7 +87,8 @@ results:
   returned: always
   type: list
   elements: dict
-  sample: [{path: /home/alice/.keras/keras.json, changed: true, action: updated, backup_file: "/home/alice/.keras/keras.json.4242.2026-11-22@00:10:00~"}]
+  sample: [{path: /home/alice/.keras/keras.json, changed: true, action: updated,
+            backup_file: "/home/alice/.keras/keras.json.4242.2026-11-22@00:10:00~"}]
 """
 
 import datetime

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 """Everything dl_user_config reads from a node before it writes, in one module call."""
 
 from __future__ import annotations
@@ -83,10 +82,32 @@ options:
     type: str
     default: /usr/local/cuda
   cudnn_header_dirs:
-    description: Directories searched, in order, for C(cudnn_version.h); empty skips the search.
+    description:
+      - Directories searched, in order, for C(cudnn_version.h); empty skips the search. The
+        node's multiarch include directory (C(/usr/include/x86_64-linux-gnu),
+        C(/usr/include/aarch64-linux-gnu), ...) is searched after C(/usr/include) when that is listed.
     type: list
     elements: path
     default: []
+  user_dir_files:
+    description:
+      - File names read, as the user, inside each O(user_dirs) directory (such as the Theano
+        seed marker C(.dlstack-seed.json)); returned in RV(user_files), links not followed.
+    type: list
+    elements: str
+    default: []
+  env_builds:
+    description:
+      - Identify each existing env's build (RV(envs) C(real) and C(build)): the env's real
+        directory, the names of the distributions installed in it, the kernel release and
+        the machine. A rebuilt env (python_envs switches to a new build directory) or a changed
+        package set gets a new C(build).
+    type: bool
+    default: false
+  theano_seed_dir:
+    description: Where the Theano seed templates are (ENV/ID/seed.json); C('') skips listing them.
+    type: str
+    default: ''
 attributes:
   check_mode:
     support: full
@@ -154,13 +175,29 @@ cudnn_header_path:
   description: Where that header was found, else C('').
   returned: always
   type: str
+user_files:
+  description: One entry per O(user_dirs) directory and O(user_dir_files) name, with C(user), C(dir), C(name) and C(stat) (with C(content)).
+  returned: always
+  type: list
+  elements: dict
+theano_seeds:
+  description:
+    - The complete templates found in O(theano_seed_dir), each C(env), C(id) and C(ok) (false,
+      with C(why), when it is not root's alone or its C(seed.json) is unreadable).
+  returned: always
+  type: list
+  elements: dict
 """
 
+import glob
+import hashlib
 import json
 import os
 import pwd
 import stat as stat_mod
-from typing import Any, Callable
+import sysconfig
+from collections.abc import Callable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.dl_user_config_as_user import SwitchError, run_as_user
@@ -276,6 +313,50 @@ def first_header(dirs: list[str], name: str = "cudnn_version.h") -> tuple[str, s
     return "", ""
 
 
+def multiarch() -> str:
+    """The node's multiarch triplet (x86_64-linux-gnu, aarch64-linux-gnu, ...)."""
+    return str(sysconfig.get_config_var("MULTIARCH") or f"{os.uname().machine}-linux-gnu")
+
+
+def header_dirs(dirs: list[str]) -> list[str]:
+    """The search list with the multiarch include directory after /usr/include."""
+    out: list[str] = []
+    for directory in dirs:
+        out.append(directory)
+        if directory.rstrip("/") == "/usr/include":
+            out.append(f"/usr/include/{multiarch()}")
+    return list(dict.fromkeys(out))
+
+
+def env_build(python: str) -> tuple[str, str]:
+    """(real directory, build id) of the env whose interpreter is ``python``: what a Theano
+    seed template is valid for (see the env_builds option)."""
+    real = os.path.realpath(os.path.dirname(os.path.dirname(python)))
+    dists = sorted(os.path.relpath(p, real) for pattern in ("*.dist-info", "*.egg-info")
+                   for p in glob.glob(os.path.join(real, "lib", "python*", "site-packages", pattern)))
+    uname = os.uname()
+    text = json.dumps({"real": real, "dists": dists, "kernel": uname.release, "machine": uname.machine}, sort_keys=True)
+    return real, hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def list_seeds(seed_dir: str) -> list[dict[str, Any]]:
+    """The templates in seed_dir (ENV/ID with a seed.json), and whether each is root's alone."""
+    found: list[dict[str, Any]] = []
+    for seed_json in sorted(glob.glob(os.path.join(seed_dir, "*", "*", "seed.json"))):
+        template = os.path.dirname(seed_json)
+        env, tid = os.path.basename(os.path.dirname(template)), os.path.basename(template)
+        if env.startswith(".") or tid.startswith("."):
+            continue
+        entry: dict[str, Any] = {"env": env, "id": tid, "ok": True}
+        for path in (seed_dir, os.path.dirname(template), template, seed_json):
+            st = os.lstat(path)
+            if st.st_uid != 0 or st.st_mode & 0o022 or stat_mod.S_ISLNK(st.st_mode):
+                entry.update(ok=False, why=f"{path} is not root's alone")
+                break
+        found.append(entry)
+    return found
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -291,6 +372,9 @@ def main() -> None:
             "libraries": {"type": "list", "elements": "str", "default": []},
             "cuda_root": {"type": "str", "default": "/usr/local/cuda"},
             "cudnn_header_dirs": {"type": "list", "elements": "path", "default": []},
+            "user_dir_files": {"type": "list", "elements": "str", "default": []},
+            "env_builds": {"type": "bool", "default": False},
+            "theano_seed_dir": {"type": "str", "default": ""},
         },
         supports_check_mode=True,
     )
@@ -303,13 +387,17 @@ def main() -> None:
             for entry in inspect_as(name, int(uid), int(gid), home, p["paths"], tuple(p["read_files"])):
                 paths.append({"user": name, **entry})
     dirs: list[dict[str, Any]] = []
+    user_files: list[dict[str, Any]] = []
     for pair in p["user_dirs"]:
         if len(pair) != 2:
             module.fail_json(msg=f"user_dirs: each entry is [user, absolute path], not {pair!r}")
         name, path = str(pair[0]), str(pair[1])
         if name in passwd and path.startswith("/"):
             _pw, uid, gid, _gecos, home, _shell = passwd[name]
-            dirs.extend({"user": name, **entry} for entry in inspect_as(name, int(uid), int(gid), home, [path]))
+            inside = [os.path.join(path, f) for f in p["user_dir_files"]]
+            found = inspect_as(name, int(uid), int(gid), home, [path, *inside], tuple(inside))
+            dirs.append({"user": name, **found[0]})
+            user_files.extend({"user": name, "dir": path, "name": os.path.basename(e["path"]), **e} for e in found[1:])
 
     try:
         envs, source = read_envs(p["envs"], p["envs_config"])
@@ -318,6 +406,8 @@ def main() -> None:
     for env in envs:
         env["python"] = env_python(env)
         env["exists"] = os.path.isfile(env["python"]) and os.access(env["python"], os.X_OK)
+        if env["exists"] and p["env_builds"]:
+            env["real"], env["build"] = env_build(env["python"])
         env["purelib"] = None
         if env["exists"] and p["env_site_packages"]:
             rc, out, err = module.run_command([env["python"], "-c", PURELIB])
@@ -342,9 +432,11 @@ def main() -> None:
         libraries = {lib: lib in known for lib in p["libraries"]}
 
     cuda_root = p["cuda_root"] if p["cuda_root"] and os.path.isdir(p["cuda_root"]) else ""
-    header_path, header = first_header(p["cudnn_header_dirs"])
+    header_path, header = first_header(header_dirs(p["cudnn_header_dirs"]))
+    seeds = list_seeds(p["theano_seed_dir"]) if p["theano_seed_dir"] else []
     module.exit_json(changed=False, passwd=passwd, paths=paths, dirs=dirs, envs=envs, envs_source=source,
-                     libraries=libraries, cuda_root=cuda_root, cudnn_header=header, cudnn_header_path=header_path)
+                     libraries=libraries, cuda_root=cuda_root, cudnn_header=header, cudnn_header_path=header_path,
+                     user_files=user_files, theano_seeds=seeds)
 
 
 if __name__ == "__main__":

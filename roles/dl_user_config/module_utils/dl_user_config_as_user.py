@@ -1,11 +1,19 @@
-# -*- coding: utf-8 -*-
-"""Run a function as another user, in a forked child (shared by the dl_user_config modules)."""
+"""Act as another user from a module running as root (shared by the dl_user_config modules).
+
+One mechanism, two forms: a forked child takes the user's groups, gid and uid before it does
+anything, then either calls a function (:func:`run_as_user`: file work in a home, whatever
+its permissions or links) or runs a program (:func:`command_as_user`, Python's own
+``subprocess`` switch: the Theano seed build). dl-verify switches the same way for its probes.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
+import signal
+import subprocess
+from collections.abc import Callable
+from typing import Any
 
 
 class SwitchError(Exception):
@@ -45,3 +53,24 @@ def run_as_user(name: str, uid: int, gid: int, func: Callable[..., Any], *args: 
     if "error" in data:
         raise SwitchError(data["error"])
     return data["result"]
+
+
+def command_as_user(name: str, uid: int, gid: int, argv: list[str], env: dict[str, str], cwd: str,
+                    timeout: float) -> tuple[int | None, str, str]:
+    """Run ``argv`` as the user (the same switch as :func:`run_as_user`: the user's groups, gid
+    and uid, set in the forked child before the program starts), in a session of its own;
+    on timeout the whole session is killed. Returns (exit status or None on timeout, stdout,
+    stderr). Needs root."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd=cwd, text=True, errors="replace", start_new_session=True,
+                            user=uid, group=gid, extra_groups=os.getgrouplist(name, gid), umask=0o022)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            proc.kill()
+        out, err = proc.communicate()
+        return None, out, err
