@@ -176,6 +176,11 @@ def test_prefix_and_linked_libraries() -> None:
            "\t/lib64/ld-linux-x86-64.so.2 (0x00007f4)\n")
     assert pb.linked_libraries(ldd, "/var/tmp/b/staging") == {"/lib/x86_64-linux-gnu/libssl.so.3",
                                                               "/lib/x86_64-linux-gnu/libc.so.6"}
+    readelf = (" 0x0000000000000001 (NEEDED)             Shared library: [libssl.so.3]\n"
+               " 0x000000000000000e (SONAME)             Library soname: [libfoo.so.1]\n")
+    assert pb.needed(readelf) == {"libssl.so.3"}
+    # libc comes with libssl (ldd's closure), not from the file itself: not a Depends of ours
+    assert pb.linked_libraries(ldd, "/var/tmp/b/staging", pb.needed(readelf)) == {"/lib/x86_64-linux-gnu/libssl.so.3"}
     assert pb.candidates("/lib/x/libz.so.1")[:2] == ["/lib/x/libz.so.1", "/usr/lib/x/libz.so.1"]
 
 
@@ -192,6 +197,8 @@ class FakeDpkg:
     def __call__(self, cmd: list[str], **_: Any) -> tuple[int, str, str]:
         if cmd[0] == "ldd":
             return 0, "".join(f"\t{Path(lib).name} => {lib} (0x0000)\n" for lib in self.libs), ""
+        if cmd[:2] == ["readelf", "-d"]:
+            return 0, "".join(f" 0x1 (NEEDED) Shared library: [{Path(lib).name}]\n" for lib in self.libs), ""
         if cmd[:2] == ["dpkg-query", "-S"]:
             owner = self.owners.get(cmd[2])
             if cmd[2].startswith("/lib/") and "libssl" in cmd[2]:  # as Debian 13 answers for a diverted path

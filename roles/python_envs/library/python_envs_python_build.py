@@ -16,7 +16,8 @@ description:
     result as O(package) version O(version) with C(dpkg-deb), in O(dest). Nothing outside the
     staging directory and O(dest) is written; the system Python is never touched.
   - The package's Depends are the packages (C(dpkg-query -S)) of the shared libraries the
-    interpreter and its modules link (C(ldd)), each C(>=) the version built against; every
+    interpreter and its modules link themselves (C(readelf -d) NEEDED, resolved by C(ldd)),
+    each C(>=) the version built against; every
     one must be in O(runtime_packages) (the role installs that list on the nodes, also when
     they are offline), else the build fails naming the library and its package.
   - Idempotent - when O(dest)/O(package)_O(version)_ARCH.deb exists, nothing is built.
@@ -66,7 +67,7 @@ attributes:
     support: none
 notes:
   - Needs a compiler, make, pkg-config and the -dev packages of the libraries above (the role
-    installs them on the building node only), and C(dpkg-deb), C(dpkg-query), C(ldd), C(strip).
+    installs them on the building node only), and C(dpkg-deb), C(dpkg-query), C(ldd), C(strip), C(readelf).
 """
 
 EXAMPLES = r"""
@@ -117,6 +118,7 @@ from ansible.module_utils.basic import AnsibleModule
 MODULES = ("ssl", "sqlite3", "ctypes", "lzma", "bz2", "zlib", "readline", "curses", "uuid", "dbm.gnu",
            "decimal", "hashlib", "json")
 LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(\S+)\s+\(0x[0-9a-f]+\)\s*$")
+NEEDED_LINE = re.compile(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]")
 Runner = Callable[..., "tuple[int, str, str]"]
 
 
@@ -158,12 +160,19 @@ def elf_files(root: str) -> list[str]:
     return sorted(found)
 
 
-def linked_libraries(ldd_output: str, staging: str) -> set[str]:
-    """Paths of the shared libraries an ``ldd`` output resolves outside the staging tree."""
+def needed(readelf_output: str) -> set[str]:
+    """The sonames an ELF file asks for itself (``readelf -d``'s NEEDED entries)."""
+    return set(NEEDED_LINE.findall(readelf_output))
+
+
+def linked_libraries(ldd_output: str, staging: str, direct: Optional[set[str]] = None) -> set[str]:
+    """Paths of the shared libraries an ``ldd`` output resolves outside the staging tree; only
+    those of the sonames in ``direct`` when given (ldd lists the whole closure: libssl's own
+    libraries are libssl's package's business)."""
     libs = set()
     for line in ldd_output.splitlines():
         match = LDD_LINE.match(line)
-        if match and not match.group(2).startswith(staging):
+        if match and not match.group(2).startswith(staging) and (direct is None or match.group(1) in direct):
             libs.add(match.group(2))
     return libs
 
@@ -260,7 +269,8 @@ class PythonBuilder:
         """``package (>= version)`` for each package whose libraries the build links."""
         libs: set[str] = set()
         for path in elf_files(root):
-            libs |= linked_libraries(self.step(["ldd", path], f"ldd {path}", environ_update=env), staging)
+            direct = needed(self.step(["readelf", "-d", path], f"readelf -d {path}"))
+            libs |= linked_libraries(self.step(["ldd", path], f"ldd {path}", environ_update=env), staging, direct)
         allowed = set(self.p["runtime_packages"])
         packages: dict[str, str] = {}
         unlisted = []
