@@ -439,6 +439,9 @@ def test_real_uv_build_checks_every_file_against_the_lock(tmp_path: Path) -> Non
     out = subprocess.run([result["python"], "-c", "import dlstack_probe; print(dlstack_probe.VALUE)"],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "42" and result["pip_runs"] == 2
+    writable = [os.path.join(t, n) for t, ds, ns in os.walk(result["build"]) for n in ds + ns
+                if not os.path.islink(os.path.join(t, n)) and os.lstat(os.path.join(t, n)).st_mode & 0o022]
+    assert writable == []  # uv's own .lock included
     assert list((Path(result["build"]) / "lib").glob("python3.*/site-packages/__pycache__/dlstack_probe.*.pyc"))
     # the same name with other content: refused, the file named, the env left as it was
     planted = _wheel(wheelhouse, "VALUE = 666\n")

@@ -375,6 +375,16 @@ def owner_ids(owner: str, group: str) -> tuple[int, int]:
         raise BuildError(f"group {group!r} does not exist") from exc
 
 
+def drop_write_bits(path: str) -> None:
+    """Take group and other write permission off everything in a build (uv leaves its
+    ``.lock`` world-writable): only the owner may change an env."""
+    for top, dirs, names in os.walk(path):
+        for entry in [top] + [os.path.join(top, n) for n in dirs + names]:
+            info = os.lstat(entry)
+            if not os.path.islink(entry) and info.st_mode & 0o022:
+                os.chmod(entry, info.st_mode & ~0o022 & 0o7777)
+
+
 def chown_tree(path: str, uid: int, gid: int) -> None:
     """lchown a whole tree, never following links."""
     os.lchown(path, uid, gid)
@@ -549,6 +559,7 @@ class EnvBuilder:
                     raise BuildError(f"env '{self.name}': the pins are inconsistent ({self.p['installer']} check): "
                                      f"{'; '.join(bad)}")
         self.result["seconds"] = round(time.time() - started, 1)
+        drop_write_bits(build)
         self.sync_files(build, python["version"], apply=True)
         self.sync_owner(build, apply=True)
         stamp = {"format": FORMAT, "hash": digest, "name": self.name, "python": python["executable"],
