@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -27,12 +28,26 @@ INVENTORIES = {
     "inventory/demo": {"gpu_nodes": 12, "workstations": 13},
     "molecule/site/inventory": {"gpu_nodes": 12, "workstations": 13},
 }
-SERVED = {12: ["theano", "tensorflow"], 13: ["tensorflow"]}
+
+
+def served_backends(release: int) -> list[str]:
+    """The Keras backends python_envs' default envs serve on Debian ``release``, read from the
+    role (vars/Debian_N.yml lists the envs, vars/main.yml defines them)."""
+    envs = ROOT / "roles" / "python_envs" / "vars"
+    defined = yaml.safe_load((envs / "main.yml").read_text())
+    backends: list[str] = []
+    for ref in yaml.safe_load((envs / f"Debian_{release}.yml").read_text())["__python_envs_default_envs"]:
+        match = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", ref)
+        assert match, f"vars/Debian_{release}.yml: default env {ref!r} is not a reference to vars/main.yml"
+        backends += [b for b in defined[match.group(1)]["backends"] if b not in backends]
+    return backends
+
+
+SERVED = {release: served_backends(release) for release in (12, 13)}
 # names set in inventories that no role declares, and who reads them
 PLAYBOOK_VARIABLES = {
     "dlstack_demo_image": "scripts/demo: the container image of a demo node",
     "dlstack_onboard_name": "playbooks/onboard_workstation.yml: this machine's inventory name",
-    "python_envs_wheelhouse_build_dir": "playbooks/wheelhouse.yml: the controller's wheelhouse",
 }
 
 
@@ -119,6 +134,10 @@ def test_example_layers_every_level() -> None:
     assert dave["keras"]["floatx"] == "float64"
     carol = next(u for u in host_users(hv["gpu01.example.org"]) if u["name"] == "carol")
     assert carol["theano"]["base_compiledir"] == "/scratch/theano-carol"
+
+
+def test_served_backends_come_from_the_role() -> None:
+    assert SERVED == {12: ["theano", "tensorflow"], 13: ["theano", "tensorflow"]}
 
 
 def test_a_typo_is_caught(tmp_path: Path) -> None:

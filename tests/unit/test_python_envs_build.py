@@ -1,17 +1,23 @@
 """Unit tests for roles/python_envs/library/python_env_build.py: atomic builds, fast path, repair.
 
-Most tests drive ``EnvBuilder`` with a fake runner that plays ``python -m venv`` and pip
-(fast and deterministic); one builds a real venv; two run the module as Ansible would.
+Most tests drive ``EnvBuilder`` with a fake runner that plays ``uv venv``, ``uv pip`` (and
+``python -m venv`` and pip, the installer of uv itself) - fast and deterministic; two build
+real envs (one with ``python -m venv``, one with the toolchain's uv from a local wheel, its
+hash checked, then planted with another file); two run the module as Ansible would.
 """
 
 from __future__ import annotations
 
+import base64
 import getpass
+import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,6 +27,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "roles" / "python_envs" / "library" / "python_env_build.py"
 ME = getpass.getuser()
+H1, H2, H3 = "1" * 64, "2" * 64, "3" * 64
 
 
 def _load() -> ModuleType:
@@ -32,11 +39,13 @@ def _load() -> ModuleType:
 
 
 m = _load()
-LOCK = "# a lock\nsix==1.17.0\nnumpy==1.23.5  # pinned\n"
+LOCK = (f"# a lock\nsix==1.17.0 \\\n    --hash=sha256:{H1}\nnumpy==1.23.5 \\\n    --hash=sha256:{H2} \\\n"
+        f"    --hash=sha256:{H3}  # pinned\n")
+UV = "/opt/dlstack/tools/uv/bin/uv"
 
 
 class FakeRunner:
-    """Plays the interpreter probe, ``python -m venv`` and pip; records every command."""
+    """Plays the interpreter probe, ``uv venv``/``python -m venv``, ``uv pip``/pip; records every command."""
 
     def __init__(self, pip_rc: int = 0, pip_err: str = "", check_out: str = "", check_rc: int = 0,
                  version: str = "3.11", crash_in_pip: bool = False) -> None:
@@ -50,32 +59,33 @@ class FakeRunner:
         if cmd[1:3] == ["-c", m.PROBE]:
             return 0, json.dumps({"executable": "/usr/bin/python" + self.version, "version": self.version,
                                   "full_version": self.version + ".2"}), ""
-        if cmd[1:3] == ["-m", "venv"]:
+        if cmd[1:3] == ["-m", "venv"] or cmd[:2] == [UV, "venv"]:
             build = Path(cmd[-1])
             (build / "bin").mkdir(parents=True)
             (build / "bin" / "python").symlink_to(sys.executable)
             (build / "lib" / f"python{self.version}" / "site-packages").mkdir(parents=True)
             (build / "pyvenv.cfg").write_text("home = /usr/bin\n")
             return 0, "", ""
-        if cmd[1:4] == ["-m", "pip", "install"]:
-            site = Path(cmd[0]).parent.parent / "lib" / f"python{self.version}" / "site-packages"
+        if cmd[1:4] == ["-m", "pip", "install"] or cmd[:3] == [UV, "pip", "install"]:
+            python = cmd[0] if cmd[0] != UV else cmd[cmd.index("--python") + 1]
+            site = Path(python).parent.parent / "lib" / f"python{self.version}" / "site-packages"
             (site / "six.py").write_text("# half of an install\n")
             if self.crash_in_pip:
                 raise KeyboardInterrupt("killed")
             return self.pip_rc, "", self.pip_err
-        if cmd[1:4] == ["-m", "pip", "check"]:
+        if cmd[1:4] == ["-m", "pip", "check"] or cmd[:3] == [UV, "pip", "check"]:
             return self.check_rc, self.check_out, ""
         raise AssertionError(f"unexpected command {cmd}")
 
     def pip_calls(self) -> int:
-        return sum(1 for c in self.calls if c[1:3] == ["-m", "pip"])
+        return sum(1 for c in self.calls if c[1:3] == ["-m", "pip"] or c[:2] == [UV, "pip"])
 
 
 def params(tmp_path: Path, **kw: Any) -> dict[str, Any]:
     base = {"name": "keras2-theano", "root": str(tmp_path / "envs"), "python": "python3.11", "requirements": LOCK,
-            "system_site_packages": True, "pip_args": ["--no-index", "--find-links", "/w"], "files": {},
+            "system_site_packages": True, "sources": ["--no-index", "--find-links", "/w"], "files": {},
             "owner": ME, "group": "", "keep": 1, "log_file": str(tmp_path / "log" / "envs.log"),
-            "state": "present"}
+            "state": "present", "installer": "uv", "uv": UV, "build_constraints": ""}
     base.update(kw)
     return base
 
@@ -93,10 +103,13 @@ def test_names_and_hash_inputs() -> None:
     assert m.valid_name("keras2-theano") and m.valid_name("tf.2_1")
     for bad in ("a/b", "..", "a..b", "Keras", "-x", ""):
         assert not m.valid_name(bad)
+    assert m.lock_lines(LOCK) == [f"numpy==1.23.5 --hash=sha256:{H2} --hash=sha256:{H3}",
+                                  f"six==1.17.0 --hash=sha256:{H1}"]
     assert m.canonical_requirements(LOCK) == "numpy==1.23.5\nsix==1.17.0\n"
-    assert m.pin_names("Keras_Applications==1.0.8\n") == {"keras-applications"}
+    assert m.pin_names("Keras_Applications==1.0.8 --hash=sha256:" + H1 + "\n") == {"keras-applications"}
     h = m.build_hash("/usr/bin/python3.11", "3.11", LOCK, True)
-    assert h == m.build_hash("/usr/bin/python3.11", "3.11", "numpy==1.23.5\nsix==1.17.0", True)  # comments, order
+    # comments, order, spacing and hashes do not make another build (the same pins are the same env)
+    assert h == m.build_hash("/usr/bin/python3.11", "3.11", "numpy == 1.23.5\nsix==1.17.0", True)
     assert h != m.build_hash("/usr/bin/python3.11", "3.11", LOCK, False)
     assert h != m.build_hash("/usr/bin/python3.11", "3.11", "six==1.16.0\nnumpy==1.23.5\n", True)
     assert h != m.build_hash("/usr/bin/python3.12", "3.12", LOCK, True)
@@ -104,15 +117,44 @@ def test_names_and_hash_inputs() -> None:
     assert not m.build_pattern("tf").match(".tf-gpu-0123456789abcdef")
 
 
-def test_pip_failure_names_env_and_package() -> None:
-    err = ("ERROR: Could not find a version that satisfies the requirement pyyaml==6.0.2 (from versions: none)\n"
-           "ERROR: No matching distribution found for pyyaml==6.0.2\n")
-    assert m.pip_failure("k2", "", err) == ("env 'k2': could not install pyyaml==6.0.2: "
-                                            "ERROR: No matching distribution found for pyyaml==6.0.2")
-    assert m.pip_failure("k2", "", "boom\n") == "env 'k2': pip install failed: boom"
-    assert m.check_failures({"keras"}, "keras 2.3.1 requires h5py, which is not installed.\n"
-                                       "pygpu 0.7.6 requires mako, which is not installed.\n") == [
-        "keras 2.3.1 requires h5py, which is not installed."]
+def test_install_failures_name_env_and_package() -> None:
+    pip_err = ("ERROR: Could not find a version that satisfies the requirement pyyaml==6.0.2 (from versions: none)\n"
+               "ERROR: No matching distribution found for pyyaml==6.0.2\n")
+    assert m.install_failure("k2", "", pip_err) == ("env 'k2': could not install pyyaml==6.0.2: "
+                                                    "ERROR: No matching distribution found for pyyaml==6.0.2")
+    uv_err = ("error: No solution found when resolving dependencies\n  cause: Because there is no version of "
+              "pyyaml==6.0.2 and you require pyyaml==6.0.2, we can conclude that your requirements are unsatisfiable.\n")
+    assert m.install_failure("k2", "", uv_err).startswith("env 'k2': could not install pyyaml==6.0.2: Because there")
+    build_err = ("error: Failed to download and build `theano==1.0.5`\n  cause: Failed to resolve requirements from "
+                 "`setup.py` build\n  cause: No solution found when resolving: `setuptools>=40.8.0`\n")
+    assert m.install_failure("k2", "", build_err) == ("env 'k2': could not install theano==1.0.5: No solution found "
+                                                      "when resolving: `setuptools>=40.8.0`")
+    assert m.install_failure("k2", "", "boom\n") == "env 'k2': the install failed: boom"
+
+
+def test_a_hash_mismatch_names_the_wheelhouse_file(tmp_path: Path) -> None:
+    (tmp_path / "six-1.17.0-py2.py3-none-any.whl").write_bytes(b"planted")
+    (tmp_path / "six-1.16.0-py2.py3-none-any.whl").write_bytes(b"planted")  # another version: not it
+    (tmp_path / "Six-1.17.0.tar.gz").write_bytes(b"genuine")
+    digest = hashlib.sha256(b"planted").hexdigest()
+    err = (f"error: Failed to download `six==1.17.0`\n  cause: Hash mismatch for `six==1.17.0`\n\n"
+           f"         Expected:\n           sha256:{H1}\n\n         Computed:\n           sha256:{digest}\n")
+    msg = m.install_failure("k2", "", err, ["--no-index", "--find-links", str(tmp_path)])
+    assert msg.startswith(f"env 'k2': the wheelhouse file {tmp_path}/six-1.17.0-py2.py3-none-any.whl for six==1.17.0 "
+                          f"does not match the lock: its sha256 is {digest}")
+    assert "\n" not in msg
+    # from an index (no local file has that hash): the downloaded file
+    online = m.install_failure("k2", "", err, ["--index-url", "https://pypi.example/simple"])
+    assert online.startswith("env 'k2': the downloaded file for six==1.17.0 does not match the lock")
+
+
+def test_check_failures_keep_only_the_locks_packages() -> None:
+    uv_out = ("Found 2 incompatibilities\nThe package `keras` requires `h5py`, but it's not installed\n"
+              "The package `pygpu` requires `mako>=0.7`, but it's not installed\n")
+    assert m.check_failures({"keras"}, uv_out) == ["The package `keras` requires `h5py`, but it's not installed"]
+    pip_out = ("keras 2.3.1 requires h5py, which is not installed.\n"
+               "pygpu 0.7.6 requires mako, which is not installed.\n")
+    assert m.check_failures({"keras"}, pip_out) == ["keras 2.3.1 requires h5py, which is not installed."]
 
 
 def test_resolve_files_stays_inside_the_env(tmp_path: Path) -> None:
@@ -137,13 +179,17 @@ def test_first_run_builds_stamps_and_links(tmp_path: Path) -> None:
     stamp = json.loads((build / ".dlstack-env.json").read_text())
     assert stamp["hash"] == result["hash"] and stamp["pins"] == ["numpy==1.23.5", "six==1.17.0"]
     assert stamp["files"] == ["etc/theanorc", "{purelib}/hook.pth"]
-    assert (build / "dlstack-requirements.txt").read_text() == "numpy==1.23.5\nsix==1.17.0\n"
+    assert (build / "dlstack-requirements.txt").read_text() == "".join(f"{line}\n" for line in m.lock_lines(LOCK))
+    assert not (build / "dlstack-build-constraints.txt").exists()
     assert (build / "lib/python3.11/site-packages/hook.pth").read_text() == "import hook\n"
-    venv = next(c for c in runner.calls if c[1:3] == ["-m", "venv"])
+    venv = next(c for c in runner.calls if c[:2] == [UV, "venv"])
     assert "--system-site-packages" in venv and venv[venv.index("--prompt") + 1] == "keras2-theano"
-    pip = next(c for c in runner.calls if c[1:4] == ["-m", "pip", "install"])
-    assert pip[0] == str(build / "bin" / "python")
-    assert {"--no-deps", "--ignore-installed", "--no-index"} <= set(pip)
+    assert venv[venv.index("--python") + 1] == "python3.11" and "--no-python-downloads" in venv
+    install = next(c for c in runner.calls if c[:3] == [UV, "pip", "install"])
+    assert install[install.index("--python") + 1] == str(build / "bin" / "python")
+    assert {"--no-deps", "--require-hashes", "--no-index", "--compile-bytecode", "--reinstall"} <= set(install)
+    assert install[install.index("--link-mode") + 1] == "copy" and install[-2:] == ["-r", str(build / m.LOCK_FILE)]
+    assert install[install.index("--find-links") + 1] == "/w" and "--build-constraints" not in install
     log = [json.loads(line) for line in (tmp_path / "log" / "envs.log").read_text().splitlines()]
     assert [(e["env"], e["result"]) for e in log] == [("keras2-theano", "built")]
     assert result["python"] == str(root / "keras2-theano" / "bin" / "python")
@@ -254,13 +300,34 @@ def test_failed_pip_removes_the_build_and_keeps_the_env(tmp_path: Path) -> None:
 
 
 def test_inconsistent_pins_fail_the_build(tmp_path: Path) -> None:
-    out = "keras 2.3.1 requires h5py, which is not installed.\n"
-    with pytest.raises(m.BuildError, match=r"env 'keras2-theano': the pins are inconsistent \(pip check\): keras 2.3.1"):
+    out = "The package `keras` requires `h5py`, but it's not installed\n"
+    with pytest.raises(m.BuildError, match=r"env 'keras2-theano': the pins are inconsistent \(uv check\): The package `keras`"):
         run(tmp_path, FakeRunner(check_rc=1, check_out=out), requirements="keras==2.3.1\n")
     assert not os.path.lexists(tmp_path / "envs" / "keras2-theano")
     # problems of system packages only (seen through system site packages) are not ours
-    assert run(tmp_path, FakeRunner(check_rc=1, check_out="pygpu 0.7.6 requires mako, which is not installed.\n"),
-               requirements="keras==2.3.1\n")["changed"]
+    other = "The package `pygpu` requires `mako`, but it's not installed\n"
+    assert run(tmp_path, FakeRunner(check_rc=1, check_out=other), requirements="keras==2.3.1\n")["changed"]
+
+
+def test_build_constraints_are_kept_and_passed(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    result = run(tmp_path, runner, build_constraints=f"# build\nsetuptools==80.10.2 --hash=sha256:{H1}\n")
+    build = Path(result["build"])
+    assert (build / m.BUILD_CONSTRAINTS_FILE).read_text() == f"setuptools==80.10.2 --hash=sha256:{H1}\n"
+    install = next(c for c in runner.calls if c[:3] == [UV, "pip", "install"])
+    assert install[install.index("--build-constraints") + 1] == str(build / m.BUILD_CONSTRAINTS_FILE)
+
+
+def test_pip_installer_builds_uv_itself(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    result = run(tmp_path, runner, name="uv", installer="pip", system_site_packages=False)
+    build = Path(result["build"])
+    assert result["changed"] and result["pip_runs"] == 2
+    assert next(c for c in runner.calls if c[1:3] == ["-m", "venv"])[0] == "python3.11"
+    install = next(c for c in runner.calls if c[1:4] == ["-m", "pip", "install"])
+    assert install[0] == str(build / "bin" / "python") and {"--no-deps", "--require-hashes"} <= set(install)
+    assert not [c for c in runner.calls if c[0] == UV]
+    assert json.loads((build / ".dlstack-env.json").read_text())["installer"] == "pip"
 
 
 def test_check_mode_reports_and_changes_nothing(tmp_path: Path) -> None:
@@ -324,7 +391,7 @@ def test_real_venv_through_the_link(tmp_path: Path) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr
 
-    p = params(tmp_path, python=sys.executable, requirements="", system_site_packages=False,
+    p = params(tmp_path, python=sys.executable, requirements="", system_site_packages=False, installer="pip",
                files={"{purelib}/dlstack_probe.py": "VALUE = 42\n", "{purelib}/dlstack_probe.pth": "import dlstack_probe\n"})
     os.makedirs(p["root"])
     result = m.EnvBuilder(p, runner).present()
@@ -333,6 +400,61 @@ def test_real_venv_through_the_link(tmp_path: Path) -> None:
     assert out == [str(tmp_path / "envs" / "keras2-theano"), "42"]
     again = m.EnvBuilder(p, runner).present()
     assert not again["changed"] and again["pip_runs"] == 0
+
+
+def _wheel(directory: Path, body: str) -> Path:
+    """A one-module wheel ``dlstack_probe 1.0`` in ``directory``."""
+    files = {"dlstack_probe.py": body.encode(),
+             "dlstack_probe-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: dlstack-probe\nVersion: 1.0\n",
+             "dlstack_probe-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                                   b"Tag: py3-none-any\n"}
+    record = "".join(f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+                     f"{len(data)}\n" for name, data in files.items()) + "dlstack_probe-1.0.dist-info/RECORD,,\n"
+    files["dlstack_probe-1.0.dist-info/RECORD"] = record.encode()
+    path = directory / "dlstack_probe-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_real_uv_build_checks_every_file_against_the_lock(tmp_path: Path) -> None:
+    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    if not os.access(uv, os.X_OK):
+        pytest.skip("uv is not in the toolchain (scripts/setup installs it)")
+
+    def runner(cmd: list[str]) -> tuple[int, str, str]:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                              env=dict(os.environ, UV_CACHE_DIR=str(tmp_path / "cache")))
+        return proc.returncode, proc.stdout, proc.stderr
+
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    digest = hashlib.sha256(_wheel(wheelhouse, "VALUE = 42\n").read_bytes()).hexdigest()
+    lock = f"dlstack-probe==1.0 \\\n    --hash=sha256:{digest}\n"
+    p = params(tmp_path, python=sys.executable, requirements=lock, system_site_packages=False, uv=uv,
+               sources=["--no-index", "--find-links", str(wheelhouse)])
+    os.makedirs(p["root"])
+    result = m.EnvBuilder(p, runner).present()
+    out = subprocess.run([result["python"], "-c", "import dlstack_probe; print(dlstack_probe.VALUE)"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "42" and result["pip_runs"] == 2
+    writable = [os.path.join(t, n) for t, ds, ns in os.walk(result["build"]) for n in ds + ns
+                if not os.path.islink(os.path.join(t, n)) and os.lstat(os.path.join(t, n)).st_mode & 0o022]
+    assert writable == []  # uv's own .lock included
+    assert list((Path(result["build"]) / "lib").glob("python3.*/site-packages/__pycache__/dlstack_probe.*.pyc"))
+    # the same name with other content: refused, the file named, the env left as it was
+    planted = _wheel(wheelhouse, "VALUE = 666\n")
+    with pytest.raises(m.BuildError) as failure:
+        m.EnvBuilder(params(tmp_path, **{**p, "system_site_packages": True}), runner).present()
+    planted_digest = hashlib.sha256(planted.read_bytes()).hexdigest()
+    assert str(failure.value) == (
+        f"env 'keras2-theano': the wheelhouse file {planted} for dlstack-probe==1.0 does not match the lock: "
+        f"its sha256 is {planted_digest}, which the lock does not list (a tampered or substituted file); nothing "
+        "was installed, the env in use is unchanged; replace the file (playbooks/wheelhouse.yml)")
+    assert os.readlink(tmp_path / "envs" / "keras2-theano") == Path(result["build"]).name
+    assert sorted(e for e in os.listdir(tmp_path / "envs") if e.startswith(".keras2-theano-")) == [
+        Path(result["build"]).name]
 
 
 def _module(args: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
@@ -347,9 +469,12 @@ def test_module_rejects_a_bad_name(tmp_path: Path) -> None:
     assert result["failed"] and "env name '../etc' is invalid" in result["msg"]
 
 
-def test_module_check_mode_for_a_missing_interpreter(tmp_path: Path) -> None:
-    result = _module({"name": "x", "root": str(tmp_path / "r"), "python": "/nonexistent/python3",
-                      "_ansible_check_mode": True}, tmp_path)
+def test_module_and_a_missing_interpreter(tmp_path: Path) -> None:
+    args = {"name": "x", "root": str(tmp_path / "r"), "python": "/nonexistent/python3"}
+    result = _module(args, tmp_path)
     assert result["failed"] and result["msg"].startswith("python_envs: env 'x': python '/nonexistent/python3' "
                                                          "does not run: [Errno 2] No such file or directory")
-    assert not (tmp_path / "r").exists()
+    # check mode, before the role has installed the interpreter it provides: a build to come
+    result = _module(dict(args, _ansible_check_mode=True, root=str(tmp_path / "c")), tmp_path)
+    assert not result.get("failed") and result["changed"] and result["needs_build"]
+    assert not (tmp_path / "c").exists()

@@ -8,6 +8,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,14 +117,23 @@ def test_requirement_sources_pick_the_variant_and_add_jupyter() -> None:
 
 # --- locks ----------------------------------------------------------------------------------
 
+H1, H2 = "a" * 64, "b" * 64
 
-def test_parse_requirements_accepts_exact_pins_and_comments() -> None:
-    parsed = f.parse_requirements("# header\n\nNumPy == 1.23.5  # why\nKeras_Applications==1.0.8\n"
-                                  "tensorflow-cpu==2.21.0\ntorch==2.3.0+cpu\nfoo==1.0rc1\n", "x.txt")
+
+def pinned(*pins: str) -> str:
+    """Lock text of ``pins``, each with a (made-up) hash."""
+    return "".join(f"{p} --hash=sha256:{H1}\n" for p in pins)
+
+
+def test_parse_requirements_accepts_exact_pins_with_hashes_and_comments() -> None:
+    text = (f"# header\n\nNumPy == 1.23.5 \\\n    --hash=sha256:{H1} \\\n    --hash=sha256:{H2}  # why\n"
+            f"Keras_Applications==1.0.8 --hash=sha256:{H2}\ntensorflow-cpu==2.21.0 \\\n  --hash=sha256:{H1}\n"
+            f"torch==2.3.0+cpu --hash=sha256:{H1}\nfoo==1.0rc1 --hash=sha256:{H1} --hash=sha256:{H1}\n")
+    parsed = f.parse_requirements(text, "x.txt")
     assert parsed["problems"] == []
-    assert [(p["key"], p["version"], p["line"]) for p in parsed["pins"]] == [
-        ("numpy", "1.23.5", 3), ("keras-applications", "1.0.8", 4), ("tensorflow-cpu", "2.21.0", 5),
-        ("torch", "2.3.0+cpu", 6), ("foo", "1.0rc1", 7)]
+    assert [(p["key"], p["version"], p["line"], p["hashes"]) for p in parsed["pins"]] == [
+        ("numpy", "1.23.5", 3, [H1, H2]), ("keras-applications", "1.0.8", 6, [H2]), ("tensorflow-cpu", "2.21.0", 7, [H1]),
+        ("torch", "2.3.0+cpu", 9, [H1]), ("foo", "1.0rc1", 10, [H1])]
 
 
 @pytest.mark.parametrize(("line", "why"), [
@@ -138,66 +148,126 @@ def test_parse_requirements_accepts_exact_pins_and_comments() -> None:
     ("-r other.txt", "pip options and includes are not allowed"),
     ("--index-url https://example.org/simple", "pip options and includes are not allowed"),
     ("numpy==latest!", "not an exact pin"),
+    ("numpy==1.23.5", "numpy==1.23.5 has no --hash=sha256: (installs require the hash of every file)"),
+    ("numpy==1.23.5 --hash=md5:0123", "numpy==1.23.5: only --hash=sha256:<64 hex digits> may follow a pin"),
+    (f"numpy==1.23.5 --hash=sha256:{H1[:63]}", "numpy==1.23.5: only --hash=sha256:<64 hex digits>"),
+    (f"numpy==1.23.5 --hash=sha256:{H1} --no-binary :all:", "numpy==1.23.5: only --hash=sha256:<64 hex digits>"),
 ])
-def test_parse_requirements_rejects_anything_but_exact_pins(line: str, why: str) -> None:
-    parsed = f.parse_requirements(f"six==1.17.0\n{line}\n", "lock.txt")
-    assert len(parsed["problems"]) == 1 and parsed["problems"][0].startswith(f"lock.txt:2: {why}")
+def test_parse_requirements_rejects_anything_but_exact_hashed_pins(line: str, why: str) -> None:
+    parsed = f.parse_requirements(f"six==1.17.0 --hash=sha256:{H1}\n{line}\n", "lock.txt")
+    assert len(parsed["problems"]) == 1 and parsed["problems"][0].startswith(f"lock.txt:2: {why}"), parsed
     assert [p["key"] for p in parsed["pins"]] == ["six"]
 
 
 def test_merge_pins_collapses_duplicates_and_reports_conflicts() -> None:
-    a = f.parse_requirements("six==1.17.0\nnumpy==1.23.5\n", "a.txt")["pins"]
-    b = f.parse_requirements("Six==1.17.0\nNumPy==2.2.6\n", "b.txt")["pins"]
+    a = f.parse_requirements(f"six==1.17.0 --hash=sha256:{H1}\nnumpy==1.23.5 --hash=sha256:{H1}\n", "a.txt")["pins"]
+    b = f.parse_requirements(f"Six==1.17.0 --hash=sha256:{H2}\nNumPy==2.2.6 --hash=sha256:{H1}\n", "b.txt")["pins"]
     merged = f.merge_pins(a + b)
     assert [p["key"] for p in merged["pins"]] == ["numpy", "six"]
     assert merged["problems"] == ["conflicting pins for numpy: numpy==1.23.5 (a.txt:2) and NumPy==2.2.6 (b.txt:2)"]
-    assert f.requirements_text(merged["pins"]) == "numpy==1.23.5\nsix==1.17.0\n"
+    # the same pin from two locks: both files allowed
+    assert f.requirements_text(merged["pins"]) == (f"numpy==1.23.5 --hash=sha256:{H1}\n"
+                                                   f"six==1.17.0 --hash=sha256:{H1} --hash=sha256:{H2}\n")
+
+
+def test_lock_on_its_own() -> None:
+    assert f.lock(f"# uv\nuv==0.13.9 \\\n  --hash=sha256:{H1}\n", "uv.txt") == {
+        "pins": ["uv==0.13.9"], "requirements_text": f"uv==0.13.9 --hash=sha256:{H1}\n", "problems": []}
+    assert f.lock("# nothing\n", "uv.txt")["problems"] == ["uv.txt pins nothing"]
+    assert f.lock("uv==0.13.9\n", "uv.txt")["problems"][0].startswith("uv.txt:1: uv==0.13.9 has no --hash")
 
 
 @pytest.mark.parametrize("lock", sorted(LOCKS.glob("*.txt")), ids=lambda p: p.name)
-def test_shipped_locks_are_exact_and_consistent(lock: Path) -> None:
+def test_shipped_locks_are_exact_hashed_and_consistent(lock: Path) -> None:
     parsed = f.parse_requirements(lock.read_text(), lock.name)
-    assert parsed["problems"] == [] and len(parsed["pins"]) >= 9
+    assert parsed["problems"] == [] and parsed["pins"]
     assert f.merge_pins(parsed["pins"])["problems"] == []
-    # reviewed header: every lock says what it is and how it was resolved
-    assert lock.read_text().startswith("# ") and "relock" in lock.read_text()
+    assert all(p["hashes"] for p in parsed["pins"])
+    # reviewed header: every lock says what it is and how relock makes it
+    text = lock.read_text()
+    assert text.startswith("# ") and "\n# relock: --python " in text and " -- " in text
 
 
 def test_shipped_locks_fit_together() -> None:
     text = {p.name: p.read_text() for p in LOCKS.glob("*.txt")}
     pins = {name: {p["key"]: p["version"] for p in f.parse_requirements(t)["pins"]} for name, t in text.items()}
-    assert pins["keras2-theano-py310-py311.txt"]["keras"] == "2.3.1"
-    assert pins["keras2-theano-py310-py311.txt"]["theano"] == "1.0.5"
-    assert pins["keras2-theano-py310-py311.txt"]["numpy"] < "1.24"
+    theano = pins["keras2-theano-py311.txt"]
+    assert theano["keras"] == "2.3.1" and theano["theano"] == "1.0.5" and theano["numpy"] < "1.24"
+    assert theano["pygpu"] == "0.7.6" and {"mako", "markupsafe", "six"} <= set(theano)
+    # Theano's sdist is built with the build tools' setuptools, the one the env has too (pkg_resources)
+    assert pins["build-tools.txt"] == {"setuptools": theano["setuptools"]} and int(theano["setuptools"].split(".")[0]) < 81
     assert pins["keras3-tensorflow-cpu.txt"]["tensorflow-cpu"] == pins["keras3-tensorflow-cuda.txt"]["tensorflow"]
     cpu = {k: v for k, v in pins["keras3-tensorflow-cpu.txt"].items() if k != "tensorflow-cpu"}
     cuda = {k: v for k, v in pins["keras3-tensorflow-cuda.txt"].items()
             if k != "tensorflow" and not k.startswith("nvidia-")}
     assert cpu == cuda
     assert {k for k in pins["keras3-tensorflow-cuda.txt"] if k.startswith("nvidia-cudnn")} == {"nvidia-cudnn-cu12"}
+    assert pins["uv.txt"] == {"uv": "0.13.9"}
     # the Jupyter lock merges into every env without a conflicting pin
-    for name in ("keras2-theano-py310-py311.txt", "keras3-tensorflow-cpu.txt", "keras3-tensorflow-cuda.txt"):
+    for name in ("keras2-theano-py311.txt", "keras3-tensorflow-cpu.txt", "keras3-tensorflow-cuda.txt"):
         both = f.parse_requirements(text[name], name)["pins"] + f.parse_requirements(text["jupyter-kernel.txt"])["pins"]
         assert f.merge_pins(both)["problems"] == [], name
 
 
+def test_pygpu_pin_is_the_wheel_the_role_assembles() -> None:
+    """The Theano lock's pygpu hash is the sha256 of the wheel module_utils builds from the debs."""
+    lock = f.parse_requirements((LOCKS / "keras2-theano-py311.txt").read_text())["pins"]
+    pygpu = next(p for p in lock if p["key"] == "pygpu")
+    assert len(pygpu["hashes"]) == 1  # one wheel: cp311, x86_64, from Debian 12's packages
+    defaults = yaml.safe_load((REPO / "roles/python_envs/defaults/main.yml").read_text())
+    assert [d["url"].rsplit("/", 1)[1] for d in defaults["python_envs_pygpu_debs"]] == [
+        "python3-pygpu_0.7.6-13+b1_amd64.deb", "libgpuarray3_0.7.6-13+b1_amd64.deb"]
+
+
 # --- plan -----------------------------------------------------------------------------------
+
+PROBE_311 = ('{"executable": "/usr/bin/python3.11", "version": "3.11", "implementation": "cpython", '
+             '"machine": "x86_64", "libc": ["glibc", "2.36"]}')
+TOOLS = {"python": "/usr/bin/python3", "uv": f.lock(f"uv==0.13.9 --hash=sha256:{H1}\n"),
+         "build": f.lock(f"setuptools==80.10.2 --hash=sha256:{H2}\n")}
 
 
 def test_plan_resolves_a_good_env() -> None:
     envs = normalized(env(jupyter_kernel=True))
-    requirements = [req("keras3-tensorflow", "six==1.17.0\nkeras==3.12.4\n"),
-                    req("keras3-tensorflow", "ipykernel==7.3.0\nsix==1.17.0\n", file="jk.txt")]
-    probes = [{"item": "python3.11", "rc": 0, "stdout": '{"executable": "/usr/bin/python3.11", "version": "3.11", '
-                                                         '"implementation": "cpython", "machine": "x86_64", '
-                                                         '"libc": ["glibc", "2.36"]}'}]
-    result = f.plan(envs, requirements, probes, False, ["root"], ["root"])
-    assert result["problems"] == []
+    requirements = [req("keras3-tensorflow", pinned("six==1.17.0", "keras==3.12.4")),
+                    req("keras3-tensorflow", pinned("ipykernel==7.3.0", "six==1.17.0"), file="jk.txt")]
+    probes = [{"item": "python3.11", "rc": 0, "stdout": PROBE_311},
+              {"item": "/usr/bin/python3", "rc": 0, "stdout": PROBE_311.replace("3.11", "3.13")}]
+    result = f.plan(envs, requirements, probes, False, ["root"], ["root"], None, TOOLS)
+    assert result["problems"] == [] and result["provided_python"] is False
     planned = result["envs"][0]
     assert planned["path"] == "/opt/dlstack/envs/keras3-tensorflow" and planned["variant"] == "cpu"
-    assert planned["requirements_text"] == "ipykernel==7.3.0\nkeras==3.12.4\nsix==1.17.0\n"
+    assert planned["requirements_text"] == pinned("ipykernel==7.3.0", "keras==3.12.4", "six==1.17.0")
+    assert planned["pins"] == ["ipykernel==7.3.0", "keras==3.12.4", "six==1.17.0"]
     assert planned["sources"] == ["lock.txt", "jk.txt"] and planned["python_version"] == "3.11"
     assert planned["target"]["tag"] == "cp311-x86_64-glibc2.36" and planned["theano"] is False
+    # what a wheelhouse must hold for this node: the env's lock and the build tools for its
+    # target, uv's for the system interpreter's
+    assert [(d["name"], d["kind"], d["target"]["tag"], d["pins"]) for d in result["downloads"]] == [
+        ("keras3-tensorflow", "env", "cp311-x86_64-glibc2.36", planned["pins"]),
+        ("keras3-tensorflow", "build", "cp311-x86_64-glibc2.36", ["setuptools==80.10.2"]),
+        ("uv", "tool", "cp313-x86_64-glibc2.36", ["uv==0.13.9"])]
+
+
+def test_plan_uses_the_provided_interpreter_before_it_is_installed() -> None:
+    provided = {"python": "/opt/dlstack/python/3.11/bin/python3.11", "version": "3.11", "system": "/usr/bin/python3"}
+    envs = normalized(env(name="keras2-theano", python=provided["python"], backends=["theano"]))
+    system = PROBE_311.replace("3.11", "3.13").replace("2.36", "2.41")
+    probes = [{"item": provided["python"], "rc": 2, "msg": "Error executing command."},
+              {"item": "/usr/bin/python3", "rc": 0, "stdout": system}]
+    result = f.plan(envs, [req("keras2-theano", pinned("six==1.17.0"))], probes, False, None, None, provided, TOOLS)
+    assert result["problems"] == [] and result["provided_python"] is True
+    planned = result["envs"][0]
+    assert planned["provided_python"] and planned["python_version"] == "3.11"
+    assert planned["target"]["tag"] == "cp311-x86_64-glibc2.41"  # the node's glibc, the recipe's version
+    # installed: its own probe
+    probes[0] = {"item": provided["python"], "rc": 0, "stdout": PROBE_311.replace("2.36", "2.41")}
+    assert f.plan(envs, [req("keras2-theano", pinned("six==1.17.0"))], probes, False, None, None, provided,
+                  TOOLS)["envs"][0]["python_executable"] == "/usr/bin/python3.11"
+    # another missing interpreter is still an error
+    other = normalized(env(name="k2", python="/opt/other/python3.11"))
+    assert f.plan(other, [req("k2", pinned("six==1.17.0"))], probes, False, None, None, provided,
+                  TOOLS)["problems"][0].startswith("env 'k2': python '/opt/other/python3.11' is not usable")
 
 
 def test_plan_names_env_and_problem() -> None:
@@ -205,10 +275,11 @@ def test_plan_names_env_and_problem() -> None:
                       env(name="no-lock"),
                       env(name="conflict", jupyter_kernel=True),
                       env(name="theirs", owner="nobody-here"),
+                      env(name="unhashed"),
                       env(name="gone", python="python2", state="absent"))
-    requirements = [req("no-lock", "", path=""), req("conflict", "numpy==1.23.5\n"),
-                    req("conflict", "numpy==2.2.6\n", file="jk.txt"), req("missing-python", "six==1.17.0\n"),
-                    req("theirs", "six==1.17.0\n")]
+    requirements = [req("no-lock", "", path=""), req("conflict", pinned("numpy==1.23.5")),
+                    req("conflict", pinned("numpy==2.2.6"), file="jk.txt"), req("missing-python", pinned("six==1.17.0")),
+                    req("theirs", pinned("six==1.17.0")), req("unhashed", "six==1.17.0\n", file="old.txt")]
     probes = {"python3.11": PY311, "python3.9": {"rc": 2, "error": "[Errno 2] No such file or directory"}}
     problems = f.plan(envs, requirements, probes, False, ["root"], None)["problems"]
     assert ("env 'missing-python': python 'python3.9' is not usable on this host "
@@ -217,7 +288,11 @@ def test_plan_names_env_and_problem() -> None:
     assert any(p.startswith("env 'conflict': conflicting pins for numpy") for p in problems)
     assert "env 'conflict': jupyter_kernel needs ipykernel pinned in its requirements" in problems
     assert "env 'theirs': owner 'nobody-here' does not exist on this host" in problems
+    assert any(p.startswith("env 'unhashed': old.txt:1: six==1.17.0 has no --hash=sha256:") for p in problems)
     assert not any("gone" in p for p in problems)  # absent envs need no interpreter or lock
+    # uv needs the system interpreter
+    assert "the uv tool: python '/usr/bin/python3' is not usable on this host (not found); uv is installed with " \
+           "the system interpreter" in f.plan(envs[3:4], requirements, probes, False, None, None, None, TOOLS)["problems"]
 
 
 def test_probes_from_a_failed_command() -> None:
@@ -307,7 +382,7 @@ def test_wheelhouse_missing_skips_a_download_only_when_every_pin_has_a_usable_fi
     assert job["pins"] == ["numpy==1.23.5", "theano==1.0.5"]
     assert f.wheelhouse_missing(job, []) == ["numpy==1.23.5", "theano==1.0.5"]
     numpy_wheel = "numpy-1.23.5-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
-    # an sdist counts (the playbook builds it into a wheel next), as does the wheel built from it
+    # an sdist counts (uv builds it on the node, with the build tools), as does a wheel of it
     assert f.wheelhouse_missing(job, [numpy_wheel, "Theano-1.0.5.tar.gz"]) == []
     assert f.wheelhouse_missing(job, ["/w/" + numpy_wheel, "/w/theano-1.0.5-py3-none-any.whl"]) == []
     # another version, or a wheel for another interpreter, does not
@@ -316,12 +391,57 @@ def test_wheelhouse_missing_skips_a_download_only_when_every_pin_has_a_usable_fi
                                       "theano-1.0.5-py3-none-any.whl"]) == ["numpy==1.23.5"]
 
 
+def test_wheelhouse_problems_name_the_tool_and_the_build_tools() -> None:
+    target = f.wheel_target(PY311)
+    downloads = [{"name": "uv", "label": "the uv tool", "target": target, "pins": ["uv==0.13.9"]},
+                 {"name": "k2", "label": "env 'k2' (build tools)", "target": target, "pins": ["setuptools==80.10.2"]}]
+    assert f.wheelhouse_problems(downloads, [], "/w", ["uv"]) == [
+        "the uv tool: the wheelhouse /w has no file for uv==0.13.9 usable by cp311 on x86_64 (glibc 2.36); "
+        "rebuild it with playbooks/wheelhouse.yml"]
+    assert f.wheelhouse_problems(downloads, ["/w/setuptools-80.10.2-py3-none-any.whl"], "/w", ["k2"]) == []
+
+
+RECIPE = {"package": "dlstack-python3.11", "version": "3.11.2", "sha256": "2411c74b" + "0" * 56,
+          "configure": ["--prefix=/opt/dlstack/python/3.11", "--enable-shared"]}
+TRIXIE = {"distribution": "Debian", "distribution_major_version": "13", "architecture": "x86_64"}
+
+
+def test_interpreter_job_names_the_package_of_the_platform_and_recipe() -> None:
+    job = f.interpreter_job(RECIPE, TRIXIE)
+    assert job["platform"] == "debian13-x86_64" and job["install"] is True
+    assert job["version"] == f"3.11.2+dlstack.{job['recipe'][:12]}"
+    assert job["deb"] == f"dlstack-python3.11_{job['version']}_amd64.deb"
+    # installed at that version: nothing to do; another recipe or platform: another package
+    assert f.interpreter_job(RECIPE, TRIXIE, job["version"])["install"] is False
+    assert f.interpreter_job(RECIPE, TRIXIE, "3.11.2+dlstack.000000000000")["install"] is True
+    assert f.interpreter_job(dict(RECIPE, configure=["--prefix=/opt/x"]), TRIXIE)["version"] != job["version"]
+    noble_arm = f.interpreter_job(RECIPE, {"distribution": "Ubuntu", "distribution_major_version": "24",
+                                           "architecture": "aarch64"})
+    assert noble_arm["platform"] == "ubuntu24-aarch64" and noble_arm["deb"].endswith("_arm64.deb")
+    assert noble_arm["recipe"] != job["recipe"]
+
+
+def test_one_builder_per_platform_that_needs_a_build() -> None:
+    jobs = {"d12": {}, "ws1": {"platform": "debian13-x86_64", "install": True, "stored": False},
+            "ws2": {"platform": "debian13-x86_64", "install": True, "stored": False},
+            "ws3": {"platform": "debian13-x86_64", "install": False},
+            "u24": {"platform": "ubuntu24-x86_64", "install": True, "stored": True}}
+    assert f.interpreter_builders(jobs) == {"debian13-x86_64": "ws1"}
+    assert f.interpreter_builders({"ws3": jobs["ws3"], "ws2": jobs["ws2"]}) == {"debian13-x86_64": "ws2"}
+
+
+def test_pins_any() -> None:
+    downloads = [[{"pins": ["six==1.17.0"]}], [], None, [{"pins": ["PyGPU==0.7.6"]}]]
+    assert f.pins_any(downloads, "pygpu") and not f.pins_any(downloads[:3], "pygpu")
+
+
 def test_filters_are_registered_and_wrap_errors() -> None:
     filters = f.FilterModule().filters()
     assert {"python_envs_definition_problems", "python_envs_normalize", "python_envs_requirement_sources",
             "python_envs_plan", "python_envs_wheelhouse_problems", "python_envs_wheelhouse_jobs",
             "python_envs_wheelhouse_missing",
             "python_envs_installed", "python_envs_config", "python_envs_wheel_target",
-            "python_envs_parse_requirements"} <= set(filters)
+            "python_envs_parse_requirements", "python_envs_lock", "python_envs_interpreter_job",
+            "python_envs_interpreter_builders", "python_envs_pins_any"} <= set(filters)
     with pytest.raises(AnsibleFilterError, match="python_envs filter wheel_target"):
         filters["python_envs_wheel_target"]({"version": "three"})

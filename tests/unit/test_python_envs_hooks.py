@@ -9,6 +9,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,18 @@ def test_hooks_never_raise_at_import(monkeypatch: pytest.MonkeyPatch) -> None:
     load("dlstack_theanorc")
     monkeypatch.setattr(collections.abc, "__all__", [42])
     load("dlstack_collections_compat")
+
+
+def test_theanorc_hook_silences_only_theanos_pkg_resources_warning() -> None:
+    hook = load("dlstack_theanorc")
+    added: list[tuple[Any, ...]] = []
+    hook.quiet_pkg_resources(lambda *args, **kw: added.append((args, kw)))
+    assert added == [(("ignore",), {"message": "pkg_resources is deprecated", "category": UserWarning,
+                                    "module": r"theano\.gpuarray\.linalg"})]
+    import warnings
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        hook.quiet_pkg_resources()
+        for module in ("theano.gpuarray.linalg", "mine"):
+            warnings.warn_explicit("pkg_resources is deprecated as an API.", UserWarning, "x.py", 1, module=module)
+    assert [w.filename for w in seen] == ["x.py"] and len(seen) == 1  # mine only

@@ -1,8 +1,10 @@
 """Verify offline mode: nodes with no network built their envs from the shipped wheelhouse.
 
 node1 (Debian 12): keras2-theano, shared and per-user; it also went through side_effect.yml
-(a rebuild killed mid-install, its repair, a switch back to the kept build, rejected bad
-input) and its env must still work. node2 (Debian 13): keras3-tensorflow.
+(a tampered wheel refused, a rebuild killed mid-install, its repair, a switch back to the
+kept build, rejected bad input) and its env must still work. node2 (Debian 13): the
+defaults, keras2-theano on the CPython 3.11 the role built (or took from the machine's
+store) and keras3-tensorflow; both train as a user.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+
+import pytest
 
 ROOT = "/opt/dlstack/envs"
 USER = "tester"
@@ -35,11 +39,12 @@ print(json.dumps({"backend": keras.backend.backend(), "dense": float(dense), "co
 """
 
 
-NODE1 = {"envs": [("keras2-theano", f"{ROOT}/keras2-theano/bin/python"),
-                  ("tester-keras2", f"{USER_ROOT}/tester-keras2/bin/python")],
-         "backend": "theano", "tag": "cp311-cp311", "keras": "2.3.1"}
-NODE2 = {"envs": [("keras3-tensorflow", f"{ROOT}/keras3-tensorflow/bin/python")],
-         "backend": "tensorflow", "tag": "cp313-cp313", "keras": "3.12.4"}
+NODE1 = {"envs": [("keras2-theano", f"{ROOT}/keras2-theano/bin/python", "theano"),
+                  ("tester-keras2", f"{USER_ROOT}/tester-keras2/bin/python", "theano")],
+         "trains": ["keras2-theano"], "pythons": ["cp311"]}
+NODE2 = {"envs": [("keras2-theano", f"{ROOT}/keras2-theano/bin/python", "theano"),
+                  ("keras3-tensorflow", f"{ROOT}/keras3-tensorflow/bin/python", "tensorflow")],
+         "trains": ["keras2-theano", "keras3-tensorflow"], "pythons": ["cp311", "cp313"]}
 
 
 def node(host) -> dict:
@@ -62,38 +67,52 @@ def test_node_has_no_network(host) -> None:
     assert host.run("getent hosts pypi.org").rc != 0
 
 
-def test_wheelhouse_holds_only_wheels_for_this_node(host) -> None:
+def test_wheelhouse_holds_only_files_for_this_node(host) -> None:
     files = host.run(f"ls {WHEELHOUSE}").stdout.split()
     wheels = [f for f in files if f.endswith(".whl")]
-    assert not [f for f in files if f.endswith((".tar.gz", ".zip"))]
-    # each wheel is for any Python 3, the node's own CPython, or the stable ABI: no other target's
+    # the one source distribution the locks allow, built on the node by uv (build-tools.txt)
+    assert [f for f in files if f.endswith((".tar.gz", ".zip"))] == ["Theano-1.0.5.tar.gz"]
+    # each wheel is for any Python 3, one of the node's CPythons, or the stable ABI: no other target's
     tags = {w: w[:-4].split("-")[-3:-1] for w in wheels}
-    python = node(host)["tag"].split("-")[0]
-    assert any(py == python for py, _ in tags.values())
-    assert all(py in ("py3", "py2.py3", python) or abi == "abi3" for py, abi in tags.values()), tags
-    if node(host) is NODE1:
-        assert "theano-1.0.5-py3-none-any.whl" in wheels  # built once on the controller from the sdist
-    else:
+    pythons = node(host)["pythons"]
+    assert all(py in ("py3", "py2.py3", *pythons) or abi == "abi3" for py, abi in tags.values()), tags
+    assert "pygpu-0.7.6-cp311-cp311-manylinux_2_34_x86_64.whl" in wheels  # assembled on the controller
+    assert any(w.startswith("uv-0.13.9-") for w in wheels) and any(w.startswith("setuptools-") for w in wheels)
+    if node(host) is NODE2:
         assert any(w.startswith("tensorflow_cpu-2.21.0-cp313-") for w in wheels)
-        assert not [w for w in wheels if w.startswith("theano")]
+    else:
+        assert not [w for w in wheels if w.startswith("tensorflow")]
     assert host.file(WHEELHOUSE).user == "root" and host.file(WHEELHOUSE).mode == 0o755
 
 
 def test_envs_config_lists_the_nodes_envs(host) -> None:
     data = json.loads(host.file("/etc/dlstack/envs.json").content_string)
-    assert data == {"envs": [{"name": name, "python": python, "backends": [node(host)["backend"]]}
-                             for name, python in node(host)["envs"]]}
+    assert data == {"envs": [{"name": name, "python": python, "backends": [backend]}
+                             for name, python, backend in node(host)["envs"]]}
 
 
-def test_shared_env_trains_offline_as_a_user(host) -> None:
-    name, python = node(host)["envs"][0]
-    run = as_user(host, f"cd /tmp && {python} -c {shlex.quote(TRAIN)}", node(host)["backend"])
+@pytest.mark.parametrize("name", ["keras2-theano", "keras3-tensorflow"])
+def test_shared_env_trains_offline_as_a_user(host, name: str) -> None:
+    if name not in node(host)["trains"]:
+        pytest.skip(f"no {name} on this node")
+    python, backend = next((p, b) for n, p, b in node(host)["envs"] if n == name)
+    run = as_user(host, f"cd /tmp && {python} -c {shlex.quote(TRAIN)}", backend)
     assert run.rc == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["backend"] == node(host)["backend"] and 0 < result["dense"] < 5 and 0 < result["conv"] < 20
-    if node(host) is NODE1:
-        pygpu = as_user(host, f"{python} -c 'import pygpu'")
+    assert result["backend"] == backend and 0 < result["dense"] < 5 and 0 < result["conv"] < 20
+    if backend == "theano":
+        pygpu = as_user(host, f"{python} -c 'import pygpu; print(pygpu.__version__, pygpu.__file__)'")
         assert pygpu.rc == 0, pygpu.stderr
+        version, path = pygpu.stdout.strip().splitlines()[-1].split()
+        assert version == "0.7.6" and path.startswith(f"{ROOT}/{name}/lib/python3.11/site-packages/pygpu/")
+
+
+def test_theano_env_on_debian_13_runs_on_the_roles_interpreter(host) -> None:
+    if node(host) is not NODE2:
+        return
+    real = host.run(f"readlink -f {ROOT}/keras2-theano/bin/python").stdout.strip()
+    assert real == "/opt/dlstack/python/3.11/bin/python3.11"
+    assert host.run("dpkg-query --show --showformat '${Status}' dlstack-python3.11").stdout == "install ok installed"
 
 
 def test_per_user_env_belongs_to_its_owner(host) -> None:
@@ -109,12 +128,13 @@ def test_per_user_env_belongs_to_its_owner(host) -> None:
     run = as_user(host, f"{USER_ROOT}/tester-keras2/bin/python -c "
                         "'import keras; print(keras.__version__, keras.backend.backend())'")
     assert run.rc == 0 and run.stdout.strip().splitlines()[-1] == "2.3.1 theano", run.stderr
-    # no system site packages for this one: pygpu stays out
-    assert as_user(host, f"{USER_ROOT}/tester-keras2/bin/python -c 'import pygpu'").rc != 0
+    # pygpu like any pin, from the wheel, in the user's own env
+    pygpu = as_user(host, f"{USER_ROOT}/tester-keras2/bin/python -c 'import pygpu; print(pygpu.__file__)'")
+    assert pygpu.rc == 0 and pygpu.stdout.strip().startswith(f"{USER_ROOT}/tester-keras2/"), pygpu.stderr
 
 
-def test_builds_and_pip_work(host) -> None:
-    """One build per env; node1's side effects added exactly one more, now kept as previous."""
+def test_builds_and_installer_work(host) -> None:
+    """One build per env (and uv's); node1's side effects: one refused, one more kept as previous."""
     log = [json.loads(line) for line in host.file("/var/log/dlstack/python-envs.log").content_string.splitlines()]
     name = node(host)["envs"][0][0]
     shared = builds(host, ROOT, name)
@@ -122,12 +142,16 @@ def test_builds_and_pip_work(host) -> None:
     for entry in shared:
         assert host.file(f"{ROOT}/{entry}/.dlstack-env.json").exists, f"{entry} is incomplete"
     if node(host) is NODE1:
-        # converge built the original; the killed run left no log line and no build; its
-        # repair built the variant; going back to the original reused the kept build
-        assert [(e["env"], e["result"]) for e in log] == [(name, "built")] * 2
-        assert log[0]["build"].endswith(current) and len(shared) == 2
+        # converge installed uv and built the original; the tampered wheel failed a rebuild
+        # (logged); the killed run left no log line and no build; its repair built the
+        # variant; going back to the original reused the kept build
+        assert [(e["env"], e["result"]) for e in log] == [("uv", "built"), (name, "built"), (name, "failed"),
+                                                          (name, "built")]
+        assert "does not match the lock" in log[2]["error"]
+        assert log[1]["build"].endswith(current) and len(shared) == 2
         per_user = builds(host, USER_ROOT, "tester-keras2")
         assert per_user == [host.file(f"{USER_ROOT}/tester-keras2").linked_to.rsplit("/", 1)[1]]
     else:
-        assert [(e["env"], e["result"]) for e in log] == [(name, "built")]
+        assert [(e["env"], e["result"]) for e in log] == [("uv", "built"), (name, "built"),
+                                                          ("keras3-tensorflow", "built")]
         assert shared == [current]

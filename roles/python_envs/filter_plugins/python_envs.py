@@ -169,59 +169,128 @@ def requirement_sources(envs: list[Mapping[str, Any]], gpu: bool, jupyter_requir
     return out
 
 
-def parse_requirements(text: str, source: str = "requirements") -> dict[str, Any]:
-    """Parse a lock: one exact ``name==version`` pin per line, ``#`` comments, blank lines.
+HASH = re.compile(r"^--hash=sha256:(?P<digest>[0-9a-f]{64})$")
 
-    Anything else (ranges, extras, markers, URLs, pip options, includes) is a problem: the
-    build installs the pins with ``--no-deps``, so the lock must list the whole closure,
-    exactly. Returns ``{"pins": [{name, key, version, source, line}], "problems": [...]}``.
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """``(first line number, text)`` of each requirement, comments dropped, ``\\`` joined."""
+    out: list[tuple[int, str]] = []
+    pending: list[str] = []
+    start = 0
+    for number, raw in enumerate(str(text).splitlines(), start=1):
+        line = raw.split(" #", 1)[0].split("\t#", 1)[0]
+        if line.lstrip().startswith("#"):
+            line = ""
+        continued = line.rstrip().endswith("\\")
+        if continued:
+            line = line.rstrip()[:-1]
+        if not pending:
+            start = number
+        pending.append(line.strip())
+        if not continued:
+            joined = " ".join(part for part in pending if part)
+            if joined:
+                out.append((start, joined))
+            pending = []
+    joined = " ".join(part for part in pending if part)
+    if joined:
+        out.append((start, joined))
+    return out
+
+
+def parse_requirements(text: str, source: str = "requirements") -> dict[str, Any]:
+    """Parse a lock: exact ``name==version`` pins, each with its ``--hash=sha256:`` values.
+
+    The format ``uv pip compile --generate-hashes`` (and files/python_envs/relock) writes:
+    one pin per requirement, continued over lines with ``\\``, ``#`` comments, blank lines.
+    Anything else (ranges, extras, markers, URLs, other options, includes) is a problem: the
+    build installs the pins with ``--no-deps --require-hashes``, so the lock must list the
+    whole closure, exactly, with the sha256 of every file it may install. Returns
+    ``{"pins": [{name, key, version, hashes, source, line}], "problems": [...]}``.
     """
     pins: list[dict[str, Any]] = []
     problems: list[str] = []
-    for number, raw in enumerate(str(text).splitlines(), start=1):
-        line = raw.split(" #", 1)[0].split("\t#", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in _logical_lines(text):
         where = f"{source}:{number}"
-        match = PIN.match(line)
-        if match and VERSION.match(match["version"]):
-            pins.append({"name": match["name"], "key": normalize_name(match["name"]),
-                         "version": match["version"], "source": source, "line": number})
+        requirement, *options = line.split()
+        if requirement.startswith("-"):
+            problems.append(f"{where}: pip options and includes are not allowed (sources come from the role's "
+                            f"variables): {line!r}")
             continue
-        if line.startswith("-"):
-            why = "pip options and includes are not allowed (sources come from the role's variables)"
-        elif "[" in line:
-            why = "extras are not allowed: list the packages the extra brings, each pinned"
-        elif ";" in line:
-            why = "environment markers are not supported: use one lock per platform"
-        elif "@" in line or "://" in line:
-            why = "direct URLs are not allowed: put the wheel in the wheelhouse or index"
-        elif "*" in line or "===" in line:
-            why = "not an exact version"
-        else:
-            why = "not an exact pin 'name==version'"
-        problems.append(f"{where}: {why}: {line!r}")
+        # "name == version" written with spaces: rejoin the requirement before its options
+        while options and not options[0].startswith("--"):
+            requirement += options.pop(0)
+        match = PIN.match(requirement)
+        if not match or not VERSION.match(match["version"]):
+            problems.append(f"{where}: {_why_not_a_pin(line)}: {line!r}")
+            continue
+        hashes = []
+        bad = []
+        for option in options:
+            found = HASH.match(option)
+            if found:
+                hashes.append(found["digest"])
+            else:
+                bad.append(option)
+        pin = f"{match['name']}=={match['version']}"
+        if bad:
+            problems.append(f"{where}: {pin}: only --hash=sha256:<64 hex digits> may follow a pin, not "
+                            f"{' '.join(bad)!r}")
+            continue
+        if not hashes:
+            problems.append(f"{where}: {pin} has no --hash=sha256: (installs require the hash of every file): "
+                            "regenerate the lock with files/python_envs/relock")
+            continue
+        pins.append({"name": match["name"], "key": normalize_name(match["name"]), "version": match["version"],
+                     "hashes": sorted(set(hashes)), "source": source, "line": number})
     return {"pins": pins, "problems": problems}
 
 
+def _why_not_a_pin(line: str) -> str:
+    if "[" in line:
+        return "extras are not allowed: list the packages the extra brings, each pinned"
+    if ";" in line:
+        return "environment markers are not supported: use one lock per platform"
+    if "@" in line or "://" in line:
+        return "direct URLs are not allowed: put the wheel in the wheelhouse or index"
+    if "*" in line or "===" in line:
+        return "not an exact version"
+    return "not an exact pin 'name==version'"
+
+
 def merge_pins(pins: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Merge pins from several files: identical pins collapse, different versions conflict."""
+    """Merge pins from several files: identical pins collapse (their hashes joined), different
+    versions conflict."""
     merged: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     for pin in pins:
         seen = merged.get(pin["key"])
         if seen is None:
-            merged[pin["key"]] = dict(pin)
+            merged[pin["key"]] = dict(pin, hashes=sorted(set(pin.get("hashes", []))))
         elif seen["version"] != pin["version"]:
             problems.append(f"conflicting pins for {pin['key']}: {seen['name']}=={seen['version']} "
                             f"({seen['source']}:{seen['line']}) and {pin['name']}=={pin['version']} "
                             f"({pin['source']}:{pin['line']})")
+        else:
+            seen["hashes"] = sorted(set(seen["hashes"]) | set(pin.get("hashes", [])))
     return {"pins": [merged[k] for k in sorted(merged)], "problems": problems}
 
 
 def requirements_text(pins: Iterable[Mapping[str, Any]]) -> str:
-    """Canonical lock text: ``name==version`` lines sorted by normalized name."""
-    return "".join(f"{p['key']}=={p['version']}\n" for p in sorted(pins, key=lambda p: p["key"]))
+    """Canonical lock text: ``name==version --hash=sha256:...`` lines sorted by normalized name."""
+    return "".join(f"{p['key']}=={p['version']}" + "".join(f" --hash=sha256:{h}" for h in p.get("hashes", [])) + "\n"
+                   for p in sorted(pins, key=lambda p: p["key"]))
+
+
+def lock(text: str, source: str = "lock") -> dict[str, Any]:
+    """One lock on its own (the uv tool's, the build tools'): ``{pins, requirements_text, problems}``."""
+    parsed = parse_requirements(text, source)
+    merged = merge_pins(parsed["pins"])
+    problems = parsed["problems"] + merged["problems"]
+    if not merged["pins"] and not problems:
+        problems.append(f"{source} pins nothing")
+    return {"pins": [f"{p['key']}=={p['version']}" for p in merged["pins"]],
+            "requirements_text": requirements_text(merged["pins"]), "problems": problems}
 
 
 def probes_by_python(results: Any) -> dict[str, dict[str, Any]]:
@@ -250,19 +319,30 @@ def probes_by_python(results: Any) -> dict[str, dict[str, Any]]:
 
 
 def plan(envs: list[Mapping[str, Any]], requirements: list[Mapping[str, Any]], probes: Any,
-         gpu: bool, users: Iterable[str] | None = None, groups: Iterable[str] | None = None) -> dict[str, Any]:
+         gpu: bool, users: Iterable[str] | None = None, groups: Iterable[str] | None = None,
+         provided: Mapping[str, Any] | None = None, tools: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Resolve every (normalized) env into what the build needs, or explain why it cannot be built.
 
     ``requirements``: ``[{env, file, role, path, text}]`` as read on the controller (an
     empty ``path`` means the file was not found); ``probes``: the registered interpreter
     probes (or interpreter -> ``{rc, executable, version, ...}``); ``users``/``groups``:
-    account names on the node (None: not checked). Returns ``{"envs": [...],
-    "problems": [...]}``; each env gets ``path``, ``python_version``, ``target`` (wheel
-    tags), ``requirements_text``, ``pins``, ``sources``, ``variant`` and ``theano``.
+    account names on the node (None: not checked). ``provided``: the interpreter the role
+    builds and installs itself (``{python, version, system}``: its path, X.Y, and the
+    system interpreter whose probe gives the node's platform while it is not installed
+    yet). ``tools``: ``{python, uv: <lock()>, build: <lock()>}``, the uv tool env (built
+    with the system interpreter) and the build tools of source distributions.
+
+    Returns ``{"envs": [...], "downloads": [...], "provided_python": bool, "problems":
+    [...]}``; each env gets ``path``, ``python_version``, ``target`` (wheel tags),
+    ``requirements_text``, ``pins``, ``sources``, ``variant``, ``theano`` and
+    ``provided_python``; ``downloads`` lists every lock a wheelhouse must serve for the node
+    (``{name, label, kind, target, requirements_text, pins}``: each env's, the build tools'
+    for each env target, the uv tool's).
     """
     probes = probes_by_python(probes)
     user_set = None if users is None else set(users)
     group_set = None if groups is None else set(groups)
+    provided = dict(provided or {})
     out: list[dict[str, Any]] = []
     problems: list[str] = []
     for env in envs:
@@ -271,6 +351,7 @@ def plan(envs: list[Mapping[str, Any]], requirements: list[Mapping[str, Any]], p
         resolved["path"] = f"{resolved['root'].rstrip('/')}/{name}"
         resolved["theano"] = "theano" in resolved["backends"]
         resolved["variant"] = "gpu" if gpu and resolved.get("requirements_gpu") else "cpu"
+        resolved["provided_python"] = bool(provided) and resolved["python"] == provided.get("python")
         resolved.update(pins=[], sources=[], requirements_text="")
         if resolved["state"] != "present":
             out.append(resolved)
@@ -280,6 +361,11 @@ def plan(envs: list[Mapping[str, Any]], requirements: list[Mapping[str, Any]], p
         if group_set is not None and resolved["group"] and resolved["group"] not in group_set:
             problems.append(f"env '{name}': group {resolved['group']!r} does not exist on this host")
         probe = probes.get(resolved["python"]) or {}
+        if resolved["provided_python"] and (probe.get("rc", 1) != 0 or not probe.get("version")):
+            # not installed yet (the role installs it before building): the node's platform
+            # from the system interpreter, the version from the recipe
+            probe = dict(probes.get(provided.get("system", "")) or {}, version=str(provided.get("version")),
+                         executable=resolved["python"], implementation="cpython")
         if probe.get("rc", 1) != 0 or not probe.get("version"):
             problems.append(f"env '{name}': python {resolved['python']!r} is not usable on this host "
                             f"({probe.get('error') or 'not found'}); install it or declare another interpreter")
@@ -306,7 +392,34 @@ def plan(envs: list[Mapping[str, Any]], requirements: list[Mapping[str, Any]], p
         resolved["pins"] = [f"{p['key']}=={p['version']}" for p in merged["pins"]]
         resolved["requirements_text"] = requirements_text(merged["pins"])
         out.append(resolved)
-    return {"envs": out, "problems": problems}
+    downloads = _downloads(out, probes, tools or {}, problems)
+    return {"envs": out, "downloads": downloads, "problems": problems,
+            "provided_python": any(e["provided_python"] and e["state"] == "present" for e in out)}
+
+
+def _downloads(envs: list[dict[str, Any]], probes: Mapping[str, Mapping[str, Any]], tools: Mapping[str, Any],
+               problems: list[str]) -> list[dict[str, Any]]:
+    """The locks a wheelhouse must serve for one node (see ``plan``)."""
+    out: list[dict[str, Any]] = []
+    present = [e for e in envs if e["state"] == "present" and "target" in e]
+    for env in present:
+        out.append({"name": env["name"], "label": f"env '{env['name']}'", "kind": "env", "target": env["target"],
+                    "requirements_text": env["requirements_text"], "pins": env["pins"]})
+    build = tools.get("build") or {}
+    for env in present if build.get("pins") else []:
+        out.append({"name": env["name"], "label": f"env '{env['name']}' (build tools)", "kind": "build",
+                    "target": env["target"], "requirements_text": build["requirements_text"],
+                    "pins": build["pins"]})
+    uv = tools.get("uv") or {}
+    if uv.get("pins") and present:
+        probe = probes.get(str(tools.get("python", ""))) or {}
+        if probe.get("rc", 1) != 0 or not probe.get("version"):
+            problems.append(f"the uv tool: python {tools.get('python')!r} is not usable on this host "
+                            f"({probe.get('error') or 'not found'}); uv is installed with the system interpreter")
+        else:
+            out.append({"name": "uv", "label": "the uv tool", "kind": "tool", "target": wheel_target(probe),
+                        "requirements_text": uv["requirements_text"], "pins": uv["pins"]})
+    return out
 
 
 def installed(results: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -326,24 +439,25 @@ def envs_config(envs: list[Mapping[str, Any]]) -> dict[str, Any]:
     return {"envs": [{"name": e["name"], "python": e["python"], "backends": list(e["backends"])} for e in envs]}
 
 
-def wheelhouse_jobs(env_lists: Iterable[Any]) -> list[dict[str, Any]]:
-    """One ``pip download`` job per distinct (wheel target, lock) over the nodes' plans.
+def wheelhouse_jobs(download_lists: Iterable[Any]) -> list[dict[str, Any]]:
+    """One ``pip download`` job per distinct (wheel target, lock) over the nodes' downloads.
 
-    ``env_lists``: each node's planned envs. Envs that share an interpreter target and a
-    lock share a job, so N identical nodes make one download.
+    ``download_lists``: each node's ``plan(...)["downloads"]`` (or its planned envs).
+    Entries that share an interpreter target and a lock share a job, so N identical nodes
+    make one download.
     """
     jobs: dict[tuple[str, str], dict[str, Any]] = {}
-    for envs in env_lists:
-        for env in envs or []:
-            if env.get("state", "present") != "present" or "target" not in env:
+    for entries in download_lists:
+        for entry in entries or []:
+            if entry.get("state", "present") != "present" or "target" not in entry:
                 continue
-            key = (env["target"]["tag"], env["requirements_text"])
-            job = jobs.setdefault(key, {"tag": env["target"]["tag"], "target": env["target"],
-                                        "requirements": env["requirements_text"],
-                                        "pins": list(env.get("pins", [])), "envs": [],
-                                        "id": hashlib.sha256(env["requirements_text"].encode()).hexdigest()[:12]})
-            if env["name"] not in job["envs"]:
-                job["envs"].append(env["name"])
+            key = (entry["target"]["tag"], entry["requirements_text"])
+            job = jobs.setdefault(key, {"tag": entry["target"]["tag"], "target": entry["target"],
+                                        "requirements": entry["requirements_text"],
+                                        "pins": list(entry.get("pins", [])), "envs": [],
+                                        "id": hashlib.sha256(entry["requirements_text"].encode()).hexdigest()[:12]})
+            if entry["name"] not in job["envs"]:
+                job["envs"].append(entry["name"])
     return [jobs[k] for k in sorted(jobs)]
 
 
@@ -467,28 +581,79 @@ def wheelhouse_missing(job: Mapping[str, Any], filenames: Iterable[str]) -> list
     return _missing_pins(job["pins"], job["target"], _index_files(filenames))
 
 
-def wheelhouse_problems(envs: list[Mapping[str, Any]], filenames: Iterable[str], wheelhouse: str,
+def wheelhouse_problems(entries: list[Mapping[str, Any]], filenames: Iterable[str], wheelhouse: str,
                         needs_build: Iterable[str] | None = None) -> list[str]:
-    """Pins of the envs (to build) that have no installable file in the wheelhouse.
+    """Pins of the envs (and tools) to build that have no installable file in the wheelhouse.
 
-    One message per env, naming the env, the interpreter's tags and each missing
-    ``name==version``; envs not in ``needs_build`` (already built) are not checked.
+    ``entries``: the node's ``downloads`` (or planned envs). One message per entry, naming
+    the env (or tool), the interpreter's tags and each missing ``name==version``; entries
+    whose name is not in ``needs_build`` (already built) are not checked.
     """
     files = _index_files(filenames)
     wanted = None if needs_build is None else set(needs_build)
     problems: list[str] = []
-    for env in envs:
-        if env.get("state", "present") != "present" or "target" not in env:
+    for entry in entries:
+        if entry.get("state", "present") != "present" or "target" not in entry:
             continue
-        if wanted is not None and env["name"] not in wanted:
+        if wanted is not None and entry["name"] not in wanted:
             continue
-        target = env["target"]
-        missing = _missing_pins(env["pins"], target, files)
+        target = entry["target"]
+        missing = _missing_pins(entry["pins"], target, files)
         if missing:
-            problems.append(f"env '{env['name']}': the wheelhouse {wheelhouse} has no file for "
+            label = entry.get("label") or f"env '{entry['name']}'"
+            problems.append(f"{label}: the wheelhouse {wheelhouse} has no file for "
                             f"{', '.join(missing)} usable by {target['abi']} on {target['machine']} "
                             f"(glibc {target['glibc']}); rebuild it with playbooks/wheelhouse.yml")
     return problems
+
+
+DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+def interpreter_job(recipe: Mapping[str, Any], facts: Mapping[str, Any], installed: str = "") -> dict[str, Any]:
+    """The interpreter package a node needs, from the recipe and the node's facts.
+
+    ``recipe``: ``{package, version, sha256, configure}`` (python_envs_python_* and the
+    configure options); ``facts``: ``distribution``, ``distribution_major_version``,
+    ``architecture``; ``installed``: the package version on the node (``dpkg-query``), empty
+    when none. The package is built once per platform (distribution, release,
+    architecture) and recipe: its version carries the recipe's hash, so a node whose
+    package has that version needs nothing (``install`` false). Returns ``{platform,
+    recipe, version, deb, install}``.
+    """
+    machine = str(facts["architecture"])
+    platform = f"{str(facts['distribution']).lower()}{facts['distribution_major_version']}-{machine}"
+    ident = {"format": 1, "version": str(recipe["version"]), "sha256": str(recipe["sha256"]),
+             "configure": [str(c) for c in recipe["configure"]], "platform": platform}
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    version = f"{recipe['version']}+dlstack.{digest[:12]}"
+    arch = DEB_ARCH.get(machine, machine)
+    return {"platform": platform, "recipe": digest, "version": version,
+            "deb": f"{recipe['package']}_{version}_{arch}.deb", "install": installed != version}
+
+
+def interpreter_builders(jobs: Mapping[str, Any]) -> dict[str, str]:
+    """The node that builds each platform's package: the first (in play order) that needs it.
+
+    ``jobs``: host -> ``{platform, install, stored}`` (``stored``: the controller's store
+    already has the package); hosts with an empty job are ignored. Returns platform -> host
+    for the platforms that need a build.
+    """
+    builders: dict[str, str] = {}
+    for host, job in jobs.items():
+        if job and job.get("install") and not job.get("stored"):
+            builders.setdefault(str(job["platform"]), str(host))
+    return builders
+
+
+def pins_any(download_lists: Iterable[Any], name: str) -> bool:
+    """Whether any node's downloads (or envs) pin the project ``name``."""
+    key = normalize_name(name)
+    for entries in download_lists:
+        for entry in entries or []:
+            if any(normalize_name(str(pin).split("==", 1)[0]) == key for pin in entry.get("pins", [])):
+                return True
+    return False
 
 
 def normalize_version(version: str) -> str:
@@ -519,6 +684,7 @@ class FilterModule:
             "python_envs_normalize": _checked(normalize),
             "python_envs_requirement_sources": _checked(requirement_sources),
             "python_envs_parse_requirements": _checked(parse_requirements),
+            "python_envs_lock": _checked(lock),
             "python_envs_plan": _checked(plan),
             "python_envs_wheel_target": _checked(wheel_target),
             "python_envs_wheelhouse_problems": _checked(wheelhouse_problems),
@@ -526,4 +692,7 @@ class FilterModule:
             "python_envs_wheelhouse_missing": _checked(wheelhouse_missing),
             "python_envs_installed": _checked(installed),
             "python_envs_config": _checked(envs_config),
+            "python_envs_interpreter_job": _checked(interpreter_job),
+            "python_envs_interpreter_builders": _checked(interpreter_builders),
+            "python_envs_pins_any": _checked(pins_any),
         }

@@ -14,16 +14,20 @@ description:
     the lock text and O(system_site_packages); anything else (where the wheels come from,
     owner, extra files) does not cause a rebuild.
   - Fast path - when the build of the current hash exists, carries its completion stamp and
-    its interpreter still resolves, nothing is run (no pip, no venv); only the link, the
+    its interpreter still resolves, nothing is run (no installer, no venv); only the link, the
     O(files) and the ownership are checked.
-  - Otherwise the build directory is (re)created from scratch - C(python -m venv), then
-    C(pip install --no-deps --ignore-installed -r lock) (the lock must be the whole closure),
-    then C(pip check) on the locked packages, the O(files), the ownership - and the stamp
-    is written last. Only then is the link switched, with an atomic rename. A run killed
-    at any point leaves the link on the previous complete build (or absent); the next run
-    finds the build without its stamp, removes it and builds again.
-  - A failed build is removed and the module fails with a message naming the env and, when
-    pip says which, the package; the previous build stays in place and in use.
+  - Otherwise the build directory is (re)created from scratch - C(uv venv), then C(uv pip
+    install --no-deps --require-hashes --compile-bytecode -r lock) (the lock must be the whole
+    closure, each pin with the sha256 of every file it may install), then C(uv pip check) on
+    the locked packages, the O(files), the ownership - and the stamp is written last. Only
+    then is the link switched, with an atomic rename. A run killed at any point leaves the
+    link on the previous complete build (or absent); the next run finds the build without
+    its stamp, removes it and builds again.
+  - A failed build is removed and the module fails with one line naming the env and, when
+    the installer says which, the package (and, for a file whose hash is not in the lock,
+    the wheelhouse file); the previous build stays in place and in use.
+  - O(installer=pip) builds with C(python -m venv) and pip (same flags, C(--require-hashes));
+    the role uses it only to install uv itself.
   - Previous complete builds are kept (O(keep)) for processes that still run from them and
     for rollback; incomplete ones are removed. Runs on the same env are serialized with a
     lock file.
@@ -44,15 +48,35 @@ options:
     type: str
     default: python3
   requirements:
-    description: Lock text, one C(name==version) per line (the whole closure, as the build uses C(--no-deps)).
+    description:
+      - Lock text, one C(name==version --hash=sha256:...) requirement per line (or continued
+        with C(\\)); the whole closure, as the build uses C(--no-deps --require-hashes).
     type: str
     default: ""
+  build_constraints:
+    description:
+      - Lock of the build tools (setuptools), with hashes, for the pins that are source
+        distributions (C(--build-constraints)); empty for none.
+    type: str
+    default: ""
+  installer:
+    description: C(uv) (the envs) or C(pip) (only to install uv itself, with the interpreter's venv and pip).
+    type: str
+    choices: [uv, pip]
+    default: uv
+  uv:
+    description: The uv executable (O(installer=uv)).
+    type: path
+    default: /opt/dlstack/tools/uv/bin/uv
   system_site_packages:
     description: Let the env see the interpreter's system site packages (C(--system-site-packages)).
     type: bool
     default: false
-  pip_args:
-    description: Where pip takes the packages from (C(--index-url URL), C(--no-index --find-links DIR)).
+  sources:
+    description:
+      - Where the installer takes the files from (C(--index-url URL), C(--find-links DIR),
+        C(--no-index)); a file of a C(--find-links) directory whose hash is not in the lock is
+        named in the error.
     type: list
     elements: str
     default: []
@@ -90,8 +114,9 @@ attributes:
   diff_mode:
     support: full
 notes:
-  - Build and pip run as the user Ansible runs the module as (root); a per-user env is then
-    handed to its owner with C(lchown), never following links.
+  - Build and installer run as the user Ansible runs the module as (root, or the owner of a
+    per-user env); a shared env is handed to its owner and group with C(lchown), never
+    following links.
   - Scripts of the env carry the build path in their C(#!) line; users should use the link
     path (C({root}/{name}/bin/python)), which survives rebuilds.
 """
@@ -103,7 +128,8 @@ EXAMPLES = r"""
     root: /opt/dlstack/envs
     python: python3.11
     requirements: "{{ lookup('ansible.builtin.file', 'locks/keras3-tensorflow-cpu.txt') }}"
-    pip_args: [--no-index, --find-links, /var/lib/dlstack/wheelhouse]
+    uv: /opt/dlstack/tools/uv/bin/uv
+    sources: [--no-index, --find-links, /var/lib/dlstack/wheelhouse]
 """
 
 RETURN = r"""
@@ -126,15 +152,15 @@ hash:
   returned: when state is present
   type: str
 needs_build:
-  description: Whether the build had to be (or, in check mode, would be) created by pip.
+  description: Whether the build had to be (or, in check mode, would be) created by the installer.
   returned: when state is present
   type: bool
 pip_runs:
-  description: Number of pip commands run (0 on the fast path).
+  description: Number of installer commands run (install and check; 0 on the fast path).
   returned: always
   type: int
 seconds:
-  description: Time spent creating the venv and running pip.
+  description: Time spent creating the venv and running the installer.
   returned: always
   type: float
 removed:
@@ -151,7 +177,6 @@ import os
 import pwd
 import re
 import shutil
-import subprocess
 import time
 from typing import Any, Callable, Optional
 
@@ -160,18 +185,24 @@ from ansible.module_utils.basic import AnsibleModule
 FORMAT = 1
 STAMP = ".dlstack-env.json"
 LOCK_FILE = "dlstack-requirements.txt"
+BUILD_CONSTRAINTS_FILE = "dlstack-build-constraints.txt"
 BUILD_LOG = "dlstack-build.log"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 HASH_LEN = 16
 PROBE = ("import json, os, platform, sys; print(json.dumps({'executable': os.path.realpath(sys.executable), "
          "'version': '%d.%d' % sys.version_info[:2], 'full_version': platform.python_version()}))")
-PIP_FAILURES = (
+# What names the package in a failed install: uv puts it in backticks, pip after these words.
+INSTALL_FAILURES = (
+    re.compile(r"`([A-Za-z0-9][A-Za-z0-9._-]*==[^`\s]+)`"),
+    re.compile(r"there is no version of (\S+==\S+)"),
     re.compile(r"No matching distribution found for (\S+)"),
     re.compile(r"Could not find a version that satisfies the requirement (\S+)"),
     re.compile(r"Failed (?:to build|building wheel for) (\S+)"),
     re.compile(r"Hashes? (?:do not match|are required).*?(\S+==\S+)", re.S),
     re.compile(r"(\S+==\S+) from \S+ has (?:inconsistent|invalid)"),
 )
+HASH_MISMATCH = re.compile(r"Hash mismatch for `(?P<pin>[^`]+)`.*?Computed:\s*sha256:(?P<digest>[0-9a-f]{64})", re.S)
+UV_CHECK = re.compile(r"^The package `(?P<name>[^`]+)` ")
 
 Runner = Callable[[list[str]], "tuple[int, str, str]"]
 
@@ -185,26 +216,49 @@ def valid_name(name: str) -> bool:
     return bool(NAME_RE.match(name)) and ".." not in name and "/" not in name
 
 
-def canonical_requirements(text: str) -> str:
-    """Lock text reduced to its sorted, comment-free pin lines (what the hash covers)."""
-    lines = []
+def lock_lines(text: str) -> list[str]:
+    """The requirements of a lock, one per line: comments dropped, ``\\`` continuations joined,
+    whitespace normalized (``name==version --hash=sha256:...``), sorted, unique."""
+    logical = []
+    pending: list[str] = []
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
-        if line:
-            lines.append(re.sub(r"\s+", "", line))
-    return "".join(f"{line}\n" for line in sorted(set(lines)))
+        continued = line.endswith("\\")
+        pending.append(line[:-1] if continued else line)
+        if not continued:
+            logical.append(" ".join(pending))
+            pending = []
+    logical.append(" ".join(pending))
+    lines = []
+    for line in logical:
+        tokens = line.split()
+        options = [t for t in tokens if t.startswith("--")]
+        requirement = "".join(t for t in tokens if not t.startswith("--"))
+        if requirement:
+            lines.append(" ".join([requirement] + sorted(options)))
+    return sorted(set(lines))
+
+
+def canonical_requirements(text: str) -> str:
+    """The lock's pins (``name==version``, no hashes), sorted: what the build hash covers."""
+    return "".join(f"{line.split(' ', 1)[0]}\n" for line in lock_lines(text))
 
 
 def pin_names(text: str) -> set[str]:
     """Normalized project names of a lock's pins."""
     names = set()
     for line in canonical_requirements(text).splitlines():
-        names.add(re.sub(r"[-_.]+", "-", line.split("==", 1)[0]).lower())
+        names.add(normalize(line.split("==", 1)[0]))
     return names
 
 
+def normalize(name: str) -> str:
+    """PEP 503 normalized project name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def build_hash(executable: str, version: str, requirements: str, system_site_packages: bool) -> str:
-    """sha256 over what makes a build: interpreter, X.Y version, lock, site packages."""
+    """sha256 over what makes a build: interpreter, X.Y version, pins, site packages."""
     ident = {"format": FORMAT, "python": executable, "version": version,
              "requirements": canonical_requirements(requirements),
              "system_site_packages": bool(system_site_packages)}
@@ -321,6 +375,16 @@ def owner_ids(owner: str, group: str) -> tuple[int, int]:
         raise BuildError(f"group {group!r} does not exist") from exc
 
 
+def drop_write_bits(path: str) -> None:
+    """Take group and other write permission off everything in a build (uv leaves its
+    ``.lock`` world-writable): only the owner may change an env."""
+    for top, dirs, names in os.walk(path):
+        for entry in [top] + [os.path.join(top, n) for n in dirs + names]:
+            info = os.lstat(entry)
+            if not os.path.islink(entry) and info.st_mode & 0o022:
+                os.chmod(entry, info.st_mode & ~0o022 & 0o7777)
+
+
 def chown_tree(path: str, uid: int, gid: int) -> None:
     """lchown a whole tree, never following links."""
     os.lchown(path, uid, gid)
@@ -329,27 +393,88 @@ def chown_tree(path: str, uid: int, gid: int) -> None:
             os.lchown(os.path.join(top, entry), uid, gid)
 
 
-def pip_failure(name: str, stdout: str, stderr: str) -> str:
-    """A one-line explanation of a failed pip install, naming the env and the package."""
+def find_links(sources: list[str]) -> list[str]:
+    """The local directories among the installer's ``--find-links`` sources."""
+    dirs = []
+    for index, arg in enumerate(sources):
+        value = None
+        if arg == "--find-links" and index + 1 < len(sources):
+            value = sources[index + 1]
+        elif arg.startswith("--find-links="):
+            value = arg.split("=", 1)[1]
+        if value and os.path.isdir(value):
+            dirs.append(value)
+    return dirs
+
+
+def distribution_of(filename: str) -> Optional[tuple[str, str]]:
+    """``(normalized name, version)`` of a wheel or sdist file name; None for other files."""
+    if filename.endswith(".whl"):
+        parts = filename[:-4].split("-")
+        return (normalize(parts[0]), parts[1]) if len(parts) >= 5 else None
+    for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".zip"):
+        if filename.endswith(suffix) and "-" in filename:
+            name, version = filename[: -len(suffix)].rsplit("-", 1)
+            return normalize(name), version
+    return None
+
+
+def sha256_of(path: str) -> str:
+    """The sha256 of a file, read in blocks."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def file_with_digest(dirs: list[str], pin: str, digest: str) -> Optional[str]:
+    """The file of ``pin`` (``name==version``) in ``dirs`` whose sha256 is ``digest``."""
+    name, _, version = pin.partition("==")
+    for directory in dirs:
+        for entry in sorted(os.listdir(directory)):
+            if distribution_of(entry) != (normalize(name), version):
+                continue
+            path = os.path.join(directory, entry)
+            if os.path.isfile(path) and sha256_of(path) == digest:
+                return path
+    return None
+
+
+def install_failure(name: str, stdout: str, stderr: str, sources: Optional[list[str]] = None) -> str:
+    """A one-line explanation of a failed install, naming the env, the package and, for a
+    file whose hash is not in the lock, the file."""
     text = f"{stdout}\n{stderr}"
+    mismatch = HASH_MISMATCH.search(text)
+    if mismatch:
+        pin, digest = mismatch["pin"], mismatch["digest"]
+        path = file_with_digest(find_links(sources or []), pin, digest)
+        where = f"the wheelhouse file {path}" if path else "the downloaded file"
+        return (f"env '{name}': {where} for {pin} does not match the lock: its sha256 is {digest}, "
+                "which the lock does not list (a tampered or substituted file); nothing was installed, "
+                "the env in use is unchanged" + ("; replace the file (playbooks/wheelhouse.yml)" if path else ""))
     package = None
-    for pattern in PIP_FAILURES:
+    for pattern in INSTALL_FAILURES:
         match = pattern.search(text)
         if match:
             package = match.group(1).strip("'\"")
             break
-    errors = [line.strip() for line in text.splitlines() if line.strip().startswith("ERROR:")]
-    detail = errors[-1] if errors else (text.strip().splitlines() or ["pip failed"])[-1]
-    what = f"could not install {package}" if package else "pip install failed"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    causes = [line.split(":", 1)[1].strip() for line in lines if line.startswith(("caused by:", "cause:", "Caused by:"))]
+    errors = [line for line in lines if line.startswith(("ERROR:", "error:"))]
+    detail = causes[-1] if causes else (errors[-1] if errors else (lines or ["the installer failed"])[-1])
+    what = f"could not install {package}" if package else "the install failed"
     return f"env '{name}': {what}: {detail}"
 
 
 def check_failures(names: set[str], output: str) -> list[str]:
-    """``pip check`` lines about the lock's own packages (system packages are not ours)."""
+    """Lines of ``uv pip check`` / ``pip check`` about the lock's own packages (system
+    packages are not ours)."""
     bad = []
     for line in output.splitlines():
-        words = line.split()
-        if words and re.sub(r"[-_.]+", "-", words[0]).lower() in names:
+        match = UV_CHECK.match(line.strip())
+        word = match["name"] if match else (line.split() or [""])[0]
+        if word and normalize(word) in names:
             bad.append(line.strip())
     return bad
 
@@ -408,41 +533,79 @@ class EnvBuilder:
         """Create the build from scratch; the stamp is the last thing written."""
         started = time.time()
         remove_tree(build)
-        cmd = [self.p["python"], "-m", "venv", "--prompt", self.name]
-        if self.p["system_site_packages"]:
-            cmd.append("--system-site-packages")
-        rc, out, err = self.run(cmd + [build])
-        if rc != 0:
-            raise BuildError(f"env '{self.name}': python -m venv failed with {self.p['python']} "
-                             f"(is its venv/ensurepip package installed?): {(err or out).strip()[-400:]}")
-        requirements = canonical_requirements(self.p["requirements"])
+        self.create_venv(build)
+        requirements = "".join(f"{line}\n" for line in lock_lines(self.p["requirements"]))
         lock = os.path.join(build, LOCK_FILE)
         write_atomic(lock, requirements)
+        constraints = "".join(f"{line}\n" for line in lock_lines(self.p["build_constraints"]))
+        if constraints:
+            write_atomic(os.path.join(build, BUILD_CONSTRAINTS_FILE), constraints)
         venv_python = os.path.join(build, "bin", "python")
         with open(os.path.join(build, BUILD_LOG), "w", encoding="utf-8") as log:
             if requirements:
-                cmd = [venv_python, "-m", "pip", "install", "--no-deps", "--ignore-installed", "--no-input",
-                       "--disable-pip-version-check", "--no-warn-script-location", *self.p["pip_args"], "-r", lock]
+                cmd = self.install_command(venv_python, lock, os.path.join(build, BUILD_CONSTRAINTS_FILE)
+                                           if constraints else "")
                 rc, out, err = self.run(cmd)
                 self.result["pip_runs"] += 1
                 log.write(f"$ {' '.join(cmd)}\n{out}\n{err}\n")
                 if rc != 0:
-                    raise BuildError(pip_failure(self.name, out, err))
-                rc, out, err = self.run([venv_python, "-m", "pip", "check", "--disable-pip-version-check"])
+                    raise BuildError(install_failure(self.name, out, err, self.p["sources"]))
+                cmd = self.check_command(venv_python)
+                rc, out, err = self.run(cmd)
                 self.result["pip_runs"] += 1
-                log.write(f"$ pip check\n{out}\n{err}\n")
-                bad = check_failures(pin_names(requirements), out) if rc != 0 else []
+                log.write(f"$ {' '.join(cmd)}\n{out}\n{err}\n")
+                bad = check_failures(pin_names(requirements), f"{out}\n{err}") if rc != 0 else []
                 if bad:
-                    raise BuildError(f"env '{self.name}': the pins are inconsistent (pip check): {'; '.join(bad)}")
+                    raise BuildError(f"env '{self.name}': the pins are inconsistent ({self.p['installer']} check): "
+                                     f"{'; '.join(bad)}")
         self.result["seconds"] = round(time.time() - started, 1)
+        drop_write_bits(build)
         self.sync_files(build, python["version"], apply=True)
         self.sync_owner(build, apply=True)
         stamp = {"format": FORMAT, "hash": digest, "name": self.name, "python": python["executable"],
                  "python_version": python["version"], "system_site_packages": self.p["system_site_packages"],
-                 "pins": requirements.splitlines(), "files": sorted(self.p["files"]),
+                 "pins": canonical_requirements(requirements).splitlines(), "files": sorted(self.p["files"]),
+                 "installer": self.p["installer"],
                  "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": self.result["seconds"]}
         write_atomic(os.path.join(build, STAMP), json.dumps(stamp, indent=1, sort_keys=True) + "\n",
                      ids=self.file_ids())
+
+    def create_venv(self, build: str) -> None:
+        """``uv venv`` (or ``python -m venv``) at ``build``."""
+        if self.p["installer"] == "uv":
+            cmd = [self.p["uv"], "venv", "--no-config", "--no-python-downloads", "--quiet",
+                   "--python", self.p["python"], "--prompt", self.name]
+            hint = f"is {self.p['uv']} installed?"
+        else:
+            cmd = [self.p["python"], "-m", "venv", "--prompt", self.name]
+            hint = "is its venv/ensurepip package installed?"
+        if self.p["system_site_packages"]:
+            cmd.append("--system-site-packages")
+        rc, out, err = self.run(cmd + [build])
+        if rc != 0:
+            raise BuildError(f"env '{self.name}': creating the venv with {self.p['python']} failed ({hint}): "
+                             f"{(err or out).strip()[-400:]}")
+
+    def install_command(self, venv_python: str, lock: str, constraints: str) -> list[str]:
+        """Install exactly the lock's files, each checked against its hashes, nothing else."""
+        if self.p["installer"] == "uv":
+            cmd = [self.p["uv"], "pip", "install", "--no-config", "--python", venv_python, "--no-deps",
+                   "--require-hashes", "--link-mode", "copy", "--compile-bytecode", "--system-certs",
+                   *self.p["sources"]]
+            if constraints:
+                cmd += ["--build-constraints", constraints]
+            if self.p["system_site_packages"]:  # install the pins even where the system has them
+                cmd.append("--reinstall")
+            return cmd + ["-r", lock]
+        return [venv_python, "-m", "pip", "install", "--no-deps", "--require-hashes", "--ignore-installed",
+                "--no-input", "--disable-pip-version-check", "--no-warn-script-location",
+                *self.p["sources"], "-r", lock]
+
+    def check_command(self, venv_python: str) -> list[str]:
+        """Check that the installed packages' requirements hold."""
+        if self.p["installer"] == "uv":
+            return [self.p["uv"], "pip", "check", "--no-config", "--python", venv_python]
+        return [venv_python, "-m", "pip", "check", "--disable-pip-version-check"]
 
     def sync_files(self, build: str, version: str, apply: bool) -> None:
         """Make the extra files match; remove the ones an earlier run listed and this one does not."""
@@ -517,7 +680,15 @@ class EnvBuilder:
         if os.path.lexists(self.link) and not os.path.islink(self.link):
             raise BuildError(f"env '{self.name}': {self.link} exists and is not a link to a build of this role; "
                              "move it away (the role never deletes what it did not build)")
-        python = self.probe()
+        try:
+            python = self.probe()
+        except BuildError:
+            if not self.check:
+                raise
+            # check mode before the role has installed the interpreter it provides
+            self.result["needs_build"] = True
+            self.act(f"build {self.name} (its interpreter {self.p['python']} is not installed yet)")
+            return self.result
         digest = build_hash(python["executable"], python["version"], self.p["requirements"],
                             self.p["system_site_packages"])
         build = build_dir(self.root, self.name, digest)
@@ -585,7 +756,10 @@ def main() -> None:
             "python": {"type": "str", "default": "python3"},
             "requirements": {"type": "str", "default": ""},
             "system_site_packages": {"type": "bool", "default": False},
-            "pip_args": {"type": "list", "elements": "str", "default": []},
+            "sources": {"type": "list", "elements": "str", "default": []},
+            "build_constraints": {"type": "str", "default": ""},
+            "installer": {"type": "str", "default": "uv", "choices": ["uv", "pip"]},
+            "uv": {"type": "path", "default": "/opt/dlstack/tools/uv/bin/uv"},
             "files": {"type": "dict", "default": {}},
             "owner": {"type": "str", "default": "root"},
             "group": {"type": "str", "default": ""},
@@ -606,7 +780,8 @@ def main() -> None:
 
     def runner(cmd: list[str]) -> tuple[int, str, str]:
         try:
-            rc, out, err = module.run_command(cmd, environ_update={"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+            rc, out, err = module.run_command(cmd, environ_update={"PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                                                                   "UV_NO_PROGRESS": "1"},
                                               handle_exceptions=False)
         except OSError as exc:  # a missing interpreter: say so instead of "Error executing command."
             return 127, "", str(exc)

@@ -6,6 +6,9 @@ interpreter start by ``dlstack_theanorc.pth``. Theano reads the files listed in
 ones. This puts ``<env>/etc/theanorc`` first, so the env's defaults apply (``[blas]
 ldflags``: Theano 1.0.5 fails at import with NumPy >= 1.22 unless it is set) while the
 user's ``~/.theanorc`` (or their own ``THEANORC`` list) and ``THEANO_FLAGS`` still win.
+It also silences the one deprecation warning Theano's own code triggers at every import
+once pygpu is installed (``theano/gpuarray/linalg.py`` imports ``pkg_resources``, which
+setuptools < 81 keeps but warns about); every other warning is left alone.
 It never raises: a startup hook must not break Python.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 
 def prepend(environ: os._Environ[str] | dict[str, str] = os.environ, prefix: str = sys.prefix) -> str:
@@ -27,7 +31,14 @@ def prepend(environ: os._Environ[str] | dict[str, str] = os.environ, prefix: str
     return environ.get("THEANORC", current)
 
 
+def quiet_pkg_resources(add_filter=warnings.filterwarnings) -> None:
+    """Ignore setuptools' "pkg_resources is deprecated" warning when theano.gpuarray raises it."""
+    add_filter("ignore", message="pkg_resources is deprecated", category=UserWarning,
+               module=r"theano\.gpuarray\.linalg")
+
+
 try:
     prepend()
+    quiet_pkg_resources()
 except Exception:  # noqa: BLE001 - a startup hook must never break the interpreter
     pass
