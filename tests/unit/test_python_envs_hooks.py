@@ -92,3 +92,38 @@ def test_theanorc_hook_silences_only_theanos_pkg_resources_warning() -> None:
         for module in ("theano.gpuarray.linalg", "mine"):
             warnings.warn_explicit("pkg_resources is deprecated as an API.", UserWarning, "x.py", 1, module=module)
     assert [w.filename for w in seen] == ["x.py"] and len(seen) == 1  # mine only
+
+
+def test_theanorc_hook_sends_scan_to_python_on_311_and_later() -> None:
+    """Keras 2.3.1's LSTM tests failed on 3.11: scan's Cython C of 2017 does not compile there."""
+    hook = load("dlstack_theanorc")
+    meta_path: list[object] = []
+    assert hook.scan_in_python(meta_path, (3, 10, 12)) is False and meta_path == []
+    assert hook.scan_in_python(meta_path, (3, 11, 2)) is True
+    assert hook.scan_in_python(meta_path, (3, 11, 2)) is True and len(meta_path) == 1  # once
+    finder = meta_path[0]
+    assert finder.find_spec("theano.scan_module.scan_op", None) is None
+    with pytest.raises(ImportError, match=r"scan_perform_ext .* does not build on Python >= 3\.11"):
+        finder.find_spec("theano.scan_module.scan_perform_ext", None)
+
+
+def test_the_refusal_reaches_an_import_statement(tmp_path: Path) -> None:
+    """scan_op catches ImportError from ``from . import scan_perform_ext``: what a finder raises arrives there."""
+    hook = load("dlstack_theanorc")
+    package = tmp_path / "theano" / "scan_module"
+    package.mkdir(parents=True)
+    (tmp_path / "theano" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "scan_perform_ext.py").write_text("BUILT = True\n")
+    meta_path: list[object] = []
+    hook.scan_in_python(meta_path, (3, 11, 0))
+    sys.path.insert(0, str(tmp_path))
+    sys.meta_path.insert(0, meta_path[0])
+    try:
+        with pytest.raises(ImportError, match="scan runs in Python"):
+            import theano.scan_module.scan_perform_ext  # noqa: F401
+    finally:
+        sys.meta_path.remove(meta_path[0])
+        sys.path.remove(str(tmp_path))
+        for name in [m for m in sys.modules if m == "theano" or m.startswith("theano.")]:
+            del sys.modules[name]
