@@ -98,6 +98,11 @@ def prepare(work: Path, base: str) -> None:
     node("sh", "-c", "printf '[global]\\ncert = /etc/ssl/certs/ca-certificates.crt\\n' > /etc/pip.conf")
     wheels = work / "wheelhouse"
     wheels.mkdir(exist_ok=True)
+    pygpu = sorted((Path(os.environ.get("DLSTACK_CACHE_DIR", "/var/cache/dlstack")) / "wheelhouse" / "local")
+                   .glob("pygpu-*.whl"))
+    if not pygpu:
+        sys.exit("bench: no pygpu wheel in the cache's store (run the python_envs scenario or the role once)")
+    shutil.copy(pygpu[-1], wheels)  # not on PyPI: found by --find-links below
     for lock in ["uv.txt", "build-tools.txt"] + [n for names in ENVS.values() for n in names]:
         text = lock_text([lock])
         req = work / f"req-{lock}"
@@ -106,11 +111,6 @@ def prepare(work: Path, base: str) -> None:
             "--find-links", str(wheels), "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
             "--abi", "abi3", "--abi", "none", *[f"--platform=manylinux_2_{m}_x86_64" for m in range(36, 4, -1)],
             "--platform=manylinux2014_x86_64", "--platform=linux_x86_64", "-r", str(req)])
-    pygpu = sorted((Path(os.environ.get("DLSTACK_CACHE_DIR", "/var/cache/dlstack")) / "wheelhouse" / "local")
-                   .glob("pygpu-*.whl"))
-    if not pygpu:
-        sys.exit("bench: no pygpu wheel in the cache's store (run the python_envs scenario or the role once)")
-    shutil.copy(pygpu[-1], wheels)
     node("mkdir", "-p", WHEELHOUSE)
     for wheel in wheels.iterdir():
         sh(["podman", "cp", str(wheel), f"{NODE}:{WHEELHOUSE}/{wheel.name}"])
