@@ -81,3 +81,31 @@ def test_results_hold_the_messages_of_a_loops_failed_items() -> None:
 ])
 def test_a_failure_counts_as_preflight_in_the_preflight_files_or_the_argument_spec(task: str, path: str, inside: bool) -> None:
     assert SCRIPT.in_preflight({"task": task, "path": path}) is inside
+
+
+CASE = {"id": "x_case", "role": "common", "vars": {"common_apt_mirror": "ftp://m"}, "expect": ["common_apt_mirror must be", "'ftp://m'"]}
+PREFLIGHT_TASK = {"task": "common : Check the APT mirror URLs", "path": "/r/roles/common/tasks/preflight.yml:40", "failed": True,
+                  "msg": "One or more items failed common_apt_mirror must be an http(s):// or file:// URL,\n not 'ftp://m'."}
+
+
+def test_judge_a_case_refused_in_preflight_with_every_line() -> None:
+    assert SCRIPT.judge(CASE, [PREFLIGHT_TASK], "gpu01")[0] == "refused"
+
+
+@pytest.mark.parametrize("results, why", [
+    ([], "was not refused"),
+    ([{**PREFLIGHT_TASK, "msg": "common_apt_mirror must be something"}], "message lacks \"'ftp://m'\""),
+    ([{**PREFLIGHT_TASK, "path": "/r/roles/common/tasks/apt_sources.yml:3"}], "failed outside preflight"),
+])
+def test_judge_a_miss(results: list[dict[str, Any]], why: str) -> None:
+    verdict, line = SCRIPT.judge(CASE, results, "gpu01")
+    assert verdict == "miss" and why in line
+
+
+def test_judge_a_gpu_stack_case_on_a_node_without_gpu_as_not_run() -> None:
+    said = {"task": "nvidia_driver : Say why nothing is installed", "path": "/r/roles/nvidia_driver/tasks/preflight.yml:93",
+            "failed": False, "msg": "nvidia_driver: no NVIDIA GPU found on bad_cuda_toolkit_x (0 other display adapter(s))"}
+    cuda = {**CASE, "id": "cuda_toolkit_x", "role": "cuda_toolkit"}
+    assert SCRIPT.judge(cuda, [said], "gpu01")[0] == "not run"
+    # a case of another role is not excused by the same message
+    assert SCRIPT.judge(CASE, [said], "gpu01")[0] == "miss"
