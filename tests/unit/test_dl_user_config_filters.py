@@ -467,3 +467,34 @@ def test_theano_seed_errors(args: tuple[Any, ...], message: str) -> None:
     assert len(errors) == 1 and message in errors[0]
     assert duc.theano_seed_errors(False, *args) == []
     assert duc.theano_seed_errors(True, "/var/lib/dlstack/theano-seeds", "dlstack-theano", 1800) == []
+
+
+# --- a user listed twice at one level --------------------------------------------------
+
+@pytest.mark.parametrize("position, variable", [(0, "dl_user_config_users"), (1, "dl_user_config_group_users"),
+                                                (2, "dl_user_config_host_users")])
+def test_merge_users_refuses_a_user_twice_at_one_level(position: int, variable: str) -> None:
+    levels: list[Any] = [[{"name": "alice"}], [], []]
+    levels[position] = levels[position] + [{"name": "dup1", "keras": {"floatx": "float16"}},
+                                           {"name": "dup1", "keras": {"floatx": "float64"}}]
+    with pytest.raises(AnsibleFilterError) as raised:
+        duc.merge_users(*levels)
+    assert f"{variable} lists user 'dup1' twice" in str(raised.value)
+    assert "allowed: each user once per level" in str(raised.value)
+
+
+def test_merge_users_names_every_duplicate_of_every_level_at_once() -> None:
+    with pytest.raises(AnsibleFilterError) as raised:
+        duc.merge_users([{"name": "a"}, {"name": "b"}, {"name": "a"}, {"name": "a"}],
+                        [{"name": "b"}],
+                        [{"name": "c"}, {"name": "c"}])
+    text = str(raised.value)
+    assert "dl_user_config_users lists user 'a' 3 times (entries #0, #2, #3)" in text
+    assert "dl_user_config_host_users lists user 'c' twice (entries #0, #1)" in text
+    # the same name at two levels is the layering, not a duplicate
+    assert "'b'" not in text
+
+
+def test_merge_users_names_the_level_that_is_not_a_list() -> None:
+    with pytest.raises(AnsibleFilterError, match="dl_user_config_group_users must be a list of dicts, got dict"):
+        duc.merge_users([], {"name": "alice"})

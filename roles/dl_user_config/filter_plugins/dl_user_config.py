@@ -6,7 +6,9 @@ inventory levels, so the role takes one variable per level and combines them her
 * settings: ``dl_user_config_defaults`` < ``_all_settings`` < ``_group_settings`` <
   ``_host_settings`` (deep merge, dicts only);
 * users: ``dl_user_config_users`` (all) < ``_group_users`` < ``_host_users``, combined by
-  user ``name``; a later entry deep-merges over an earlier one of the same name.
+  user ``name``; a later level's entry deep-merges over an earlier one of the same name.
+  Within one level a name may appear once: a level that lists a user twice is an error
+  (nothing says which entry should win), raised while the levels are combined.
 
 Each user's effective configuration is the merged settings with the merged user entry on
 top. ``dl_user_config_errors`` checks it and returns one message per problem, each naming
@@ -43,6 +45,8 @@ THEANO_FIELDS: dict[str, tuple[str, ...] | None] = {
     "extra_sections": None,
 }
 USER_FIELDS = ("name", "keras", "theano", "create", "state")
+# the user lists of the inventory levels, in the order dl_user_config_merge_users takes them
+USER_LEVELS = ("dl_user_config_users", "dl_user_config_group_users", "dl_user_config_host_users")
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 DEVICE = re.compile(r"^(cpu|cuda|cuda(?P<n>[0-9]+)|opencl[0-9]+:[0-9]+)$")
 DEVICE_ALLOWED = "cpu, cuda, cudaN (N below the host's GPU count), openclP:D"
@@ -75,31 +79,49 @@ def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def _level_name(index: int) -> str:
+    return USER_LEVELS[index] if index < len(USER_LEVELS) else f"user list #{index}"
+
+
 def merge_users(*levels: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     """Combine per-user lists from successive inventory levels by ``name``.
 
     Args:
-        *levels: lists of user entries, lowest precedence first (all, group, host).
-            ``None`` or empty levels are skipped.
+        *levels: lists of user entries, lowest precedence first (all, group, host:
+            ``USER_LEVELS``). ``None`` or empty levels are skipped.
 
     Returns:
         One entry per user name, in order of first appearance; entries of the same name
         deep-merge, the later level winning.
 
     Raises:
-        AnsibleFilterError: a level is not a list, or an entry is not a dict with a name.
+        AnsibleFilterError: a level is not a list, an entry is not a dict with a name, or a
+            level lists a user twice (within one level nothing says which entry should win:
+            the message names every such user and level).
     """
     merged: dict[str, dict[str, Any]] = {}
+    twice: list[str] = []
     for index, level in enumerate(levels):
         if level is None:
             continue
         if isinstance(level, (str, bytes, Mapping)) or not isinstance(level, Iterable):
-            raise AnsibleFilterError(f"dl_user_config: user list #{index} must be a list of dicts, got {type(level).__name__}")
-        for entry in level:
+            raise AnsibleFilterError(f"dl_user_config: {_level_name(index)} must be a list of dicts, "
+                                     f"got {type(level).__name__}")
+        seen: dict[str, list[int]] = {}
+        for position, entry in enumerate(level):
             if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str) or not entry["name"]:
                 raise AnsibleFilterError(f"dl_user_config: every user entry needs a 'name', got {entry!r}")
             name = entry["name"]
+            seen.setdefault(name, []).append(position)
             merged[name] = _deep_merge(merged.get(name, {}), entry)
+        for name, positions in seen.items():
+            if len(positions) > 1:
+                times = "twice" if len(positions) == 2 else f"{len(positions)} times"
+                twice.append(f"{_level_name(index)} lists user {name!r} {times} (entries "
+                             f"{', '.join(f'#{p}' for p in positions)}); allowed: each user once per level "
+                             "(entries of the same name merge across levels only)")
+    if twice:
+        raise AnsibleFilterError("dl_user_config: " + "; ".join(twice))
     return list(merged.values())
 
 
