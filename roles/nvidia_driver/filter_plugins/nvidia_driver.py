@@ -12,7 +12,8 @@ names of the plan. The APT state (installed, held, available versions) is read b
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping, Optional
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
@@ -37,7 +38,7 @@ def _str(value: Any) -> str:
     return str(value).strip()
 
 
-def _device_id(gpu: Mapping[str, Any]) -> Optional[int]:
+def _device_id(gpu: Mapping[str, Any]) -> int | None:
     try:
         return int(str(gpu.get("device_id")), 16)
     except (TypeError, ValueError):
@@ -281,7 +282,7 @@ def nvidia_driver_after_reboot(state: Iterable[Any]) -> list[str]:
     not a pass) equal to the installed package's, and Fabric Manager must be active where it was
     checked. A node without a GPU has nothing to check.
     """
-    gpu, installed, fabric = (list(state) + [{}, "", {}])[:3]
+    gpu, installed, fabric = [*state, {}, "", {}][:3]
     gpu = gpu or {}
     if not gpu.get("present"):
         return []

@@ -26,7 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible.plugins.filter.core import to_bool
@@ -665,7 +666,7 @@ def download_argv(job: Mapping[str, Any], python: str, directory: str, index_url
             "--abi", target["abi"], "--abi", "abi3", "--abi", "none"]
     argv += [f"--platform={platform}" for platform in target["platforms"]]
     argv += ["--index-url", index_url] if index_url else []
-    return argv + ["--requirement", f"{directory}/requirements-{job['id']}.txt"]
+    return [*argv, "--requirement", f"{directory}/requirements-{job['id']}.txt"]
 
 
 def apt_packages(plan: Mapping[str, Any], base: list[str], theano: list[str], runtime: list[str],
