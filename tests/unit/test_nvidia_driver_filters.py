@@ -48,7 +48,7 @@ def cfg(**overrides: Any) -> dict[str, Any]:
     return base
 
 
-def plan(offers: dict[str, Any] = OFFERS_DEBIAN12, gpus: list[dict[str, Any]] | None = None, **overrides: Any):
+def plan(offers: dict[str, Any] = OFFERS_DEBIAN12, gpus: list[dict[str, Any]] | None = None, **overrides: Any) -> dict[str, Any]:
     return f.nvidia_driver_plan(cfg(**overrides), offers, gpus or [], "Debian 12")
 
 
