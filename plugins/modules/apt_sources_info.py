@@ -128,7 +128,7 @@ def parse_deb822(text: str, path: str) -> list[dict[str, Any]]:
     stanzas: list[dict[str, str]] = []
     current: dict[str, str] = {}
     last = ""
-    for raw in text.splitlines() + [""]:
+    for raw in [*text.splitlines(), ""]:
         if raw.startswith("#"):
             continue
         if not raw.strip():
@@ -164,7 +164,7 @@ def read_sources(root: str) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for full in files:
         try:
-            with open(full, "r", encoding="utf-8", errors="replace") as handle:
+            with open(full, encoding="utf-8", errors="replace") as handle:
                 text = handle.read()
         except OSError:
             continue

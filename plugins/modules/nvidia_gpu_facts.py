@@ -164,7 +164,7 @@ ansible_facts:
 
 import os
 import re
-from typing import Any, Optional
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -195,16 +195,16 @@ _LSPCI_LINE_RE = re.compile(
 _LSPCI_PROGIF_RE = re.compile(r"\(prog-if\s+(?P<progif>[0-9a-fA-F]{2})\b")
 
 
-def _read_text(path: str) -> Optional[str]:
+def _read_text(path: str) -> str | None:
     """Return the content of a small text file, or None when it cannot be read."""
     try:
-        with open(path, "r", encoding="utf-8", errors="replace") as handle:
+        with open(path, encoding="utf-8", errors="replace") as handle:
             return handle.read()
     except (OSError, ValueError):
         return None
 
 
-def normalize_hex(value: Optional[str], width: int) -> Optional[str]:
+def normalize_hex(value: str | None, width: int) -> str | None:
     """Turn '10DE', '0x10de' or '0x10de\\n' into '0x10de' (zero-padded to width digits); None if not hex."""
     if value is None:
         return None
@@ -214,13 +214,13 @@ def normalize_hex(value: Optional[str], width: int) -> Optional[str]:
     return "0x" + match.group(1).lower().zfill(width)
 
 
-def normalize_pci_address(value: str) -> Optional[str]:
+def normalize_pci_address(value: str) -> str | None:
     """Return 'dddd:bb:dd.f' in lower case (domain 0000 added when missing), or None if invalid."""
     match = _PCI_ADDRESS_RE.match(value.strip())
     if not match:
         return None
     domain = (match.group("domain") or "0000").lower()
-    return "%s:%s:%s.%s" % (domain, match.group("bus").lower(), match.group("dev").lower(), match.group("fn"))
+    return f"{domain}:{match.group('bus').lower()}:{match.group('dev').lower()}.{match.group('fn')}"
 
 
 def pci_sort_key(address: str) -> tuple[int, int, int, int]:
@@ -236,8 +236,8 @@ def pci_sort_key(address: str) -> tuple[int, int, int, int]:
     )
 
 
-def _device_record(address: str, vendor_id: Optional[str], device_id: Optional[str],
-                   pci_class: Optional[str], **extra: Any) -> dict[str, Any]:
+def _device_record(address: str, vendor_id: str | None, device_id: str | None,
+                   pci_class: str | None, **extra: Any) -> dict[str, Any]:
     record: dict[str, Any] = {
         "pci_address": address,
         "vendor_id": vendor_id,
@@ -253,7 +253,7 @@ def _device_record(address: str, vendor_id: Optional[str], device_id: Optional[s
     return record
 
 
-def _read_numa_node(path: str) -> Optional[int]:
+def _read_numa_node(path: str) -> int | None:
     text = _read_text(path)
     if text is None:
         return None
@@ -264,7 +264,7 @@ def _read_numa_node(path: str) -> Optional[int]:
     return node if node >= 0 else None
 
 
-def _read_driver(path: str) -> Optional[str]:
+def _read_driver(path: str) -> str | None:
     """Basename of the 'driver' symlink target (the target need not exist), or None."""
     try:
         target = os.readlink(path)
@@ -274,7 +274,7 @@ def _read_driver(path: str) -> Optional[str]:
     return name or None
 
 
-def read_sysfs_pci_devices(sysfs_root: str) -> Optional[list[dict[str, Any]]]:
+def read_sysfs_pci_devices(sysfs_root: str) -> list[dict[str, Any]] | None:
     """List every PCI function under {sysfs_root}/bus/pci/devices; None when that directory is absent."""
     devices_dir = os.path.join(sysfs_root, "bus", "pci", "devices")
     if not os.path.isdir(devices_dir):
@@ -323,7 +323,7 @@ def classify_devices(devices: list[dict[str, Any]]) -> dict[str, Any]:
     return {"gpus": gpus, "nvswitches": nvswitches, "other_display_adapters": other_display}
 
 
-def scan_pci(sysfs_root: str) -> Optional[dict[str, Any]]:
+def scan_pci(sysfs_root: str) -> dict[str, Any] | None:
     """Classify the PCI devices found in sysfs; None when {sysfs_root}/bus/pci/devices is absent."""
     devices = read_sysfs_pci_devices(sysfs_root)
     if devices is None:
@@ -360,7 +360,7 @@ def parse_lspci_nn(text: str) -> list[dict[str, Any]]:
     return devices
 
 
-def parse_proc_version(text: Optional[str]) -> Optional[dict[str, str]]:
+def parse_proc_version(text: str | None) -> dict[str, str] | None:
     """Parse /proc/driver/nvidia/version; None when no NVRM version line is found."""
     if not text:
         return None
@@ -375,7 +375,7 @@ def parse_proc_version(text: Optional[str]) -> Optional[dict[str, str]]:
     }
 
 
-def parse_modules(text: Optional[str]) -> list[str]:
+def parse_modules(text: str | None) -> list[str]:
     """Return which WATCHED_MODULES appear in /proc/modules text, in WATCHED_MODULES order."""
     loaded = set()
     for line in (text or "").splitlines():
@@ -385,7 +385,7 @@ def parse_modules(text: Optional[str]) -> list[str]:
     return [name for name in WATCHED_MODULES if name in loaded]
 
 
-def parse_smi_driver(stdout: Optional[str]) -> Optional[str]:
+def parse_smi_driver(stdout: str | None) -> str | None:
     """Driver version from 'nvidia-smi --query-gpu=driver_version --format=csv,noheader' (one line per GPU).
 
     The first line that is a version wins: nvidia-smi may print warnings (such as a corrupted
@@ -399,7 +399,7 @@ def parse_smi_driver(stdout: Optional[str]) -> Optional[str]:
     return None
 
 
-def driver_branch(version: Optional[str]) -> Optional[str]:
+def driver_branch(version: str | None) -> str | None:
     """'580.65.06' -> '580'."""
     if not version or not _DRIVER_VERSION_RE.match(version):
         return None
@@ -409,7 +409,7 @@ def driver_branch(version: Optional[str]) -> Optional[str]:
 def gather_facts(module: AnsibleModule, sysfs_root: str, proc_root: str, use_nvidia_smi: bool) -> dict[str, Any]:
     """Collect the nvidia_gpu facts; read-only."""
     pci = scan_pci(sysfs_root)
-    pci_source: Optional[str] = "sysfs" if pci is not None else None
+    pci_source: str | None = "sysfs" if pci is not None else None
     if pci is None:
         lspci = module.get_bin_path("lspci")
         if lspci:
@@ -421,9 +421,9 @@ def gather_facts(module: AnsibleModule, sysfs_root: str, proc_root: str, use_nvi
         pci = {"gpus": [], "nvswitches": [], "other_display_adapters": 0}
 
     version_info = parse_proc_version(_read_text(os.path.join(proc_root, "driver", "nvidia", "version")))
-    driver_version: Optional[str] = None
-    version_source: Optional[str] = None
-    flavor: Optional[str] = None
+    driver_version: str | None = None
+    version_source: str | None = None
+    flavor: str | None = None
     if version_info is not None:
         driver_version = version_info["version"]
         flavor = version_info["kernel_module_flavor"]
@@ -468,7 +468,7 @@ def main() -> None:
     for option in ("sysfs_root", "proc_root"):
         value = module.params[option]
         if not value or not os.path.isdir(value):
-            module.fail_json(msg="%s must be an existing directory, got %r" % (option, value))
+            module.fail_json(msg=f"{option} must be an existing directory, got {value!r}")
 
     facts = gather_facts(
         module,

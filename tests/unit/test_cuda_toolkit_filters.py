@@ -131,7 +131,7 @@ def test_every_release_runs_on_its_own_minimum_and_not_one_below(cuda: str) -> N
     minimum = compat.dlstack_cuda_min_driver(cuda)
     assert preflight([cuda], minimum) == []
     parts = [int(p) for p in minimum.split(".")]
-    below = ".".join(str(p) for p in parts[:-1] + [parts[-1] - 1]) if parts[-1] > 0 else f"{parts[0] - 1}.99"
+    below = ".".join(str(p) for p in [*parts[:-1], parts[-1] - 1]) if parts[-1] > 0 else f"{parts[0] - 1}.99"
     (message,) = preflight([cuda], below)
     assert f"CUDA {cuda} needs NVIDIA driver >= {minimum}, but the driver is {below}" in message
 

@@ -4,6 +4,7 @@ role makes (TensorFlow warnings, Theano's cuDNN use) with its defaults."""
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +165,7 @@ def test_tensorflow_checks_with_the_role_defaults() -> None:
     assert len(old) == 2 and all(m.startswith("gpu01: TensorFlow 2.14 is built for") for m in old)
     (note,) = compat.dlstack_tf_cuda_warnings("2.21", "12.5", version, True, "gpu01")
     assert "host CUDA toolkit (12.5) and cuDNN (9.3.0) are irrelevant" in note
-    with pytest.raises(AnsibleFilterError, match="unknown TensorFlow version '2.11'; known versions"):
+    with pytest.raises(AnsibleFilterError, match=re.escape("unknown TensorFlow version '2.11'; known versions")):
         compat.dlstack_tf_cuda_warnings("2.11", "12.5", version, False)
 
 

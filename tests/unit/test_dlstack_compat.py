@@ -80,15 +80,15 @@ def test_cuda_table_equals_compat_md() -> None:
 def test_compat_md_tables_are_read_whole() -> None:
     # Guards the reading of docs/compat.md: every row, in release order, each with its source.
     assert sorted(COMPAT_MD_CUDA) == sorted(COMPAT_MD_ORDER) and len(COMPAT_MD_ORDER) == len(set(COMPAT_MD_ORDER))
-    assert COMPAT_MD_ORDER == sorted(COMPAT_MD_ORDER, key=lambda v: tuple(int(p) for p in v.split(".")))
+    assert sorted(COMPAT_MD_ORDER, key=lambda v: tuple(int(p) for p in v.split("."))) == COMPAT_MD_ORDER
     assert len(COMPAT_MD_CUDA) == 25 and COMPAT_MD_ORDER[-1] == "13.3"
     assert all(row[2] for row in _md_table("Minimum Linux x86_64 NVIDIA driver"))
     assert len(COMPAT_MD_TF) == 10 and COMPAT_MD_FLOORS[13] == "580"
 
 
 def test_theano_range_equals_compat_md() -> None:
-    assert dc.THEANO_CUDNN_MIN_MAJOR == int(COMPAT_MD_THEANO["oldest cuDNN major"])
-    assert dc.THEANO_CUDNN_MAX_MAJOR == int(COMPAT_MD_THEANO["newest cuDNN major"])
+    assert int(COMPAT_MD_THEANO["oldest cuDNN major"]) == dc.THEANO_CUDNN_MIN_MAJOR
+    assert int(COMPAT_MD_THEANO["newest cuDNN major"]) == dc.THEANO_CUDNN_MAX_MAJOR
     assert ".".join(map(str, dc.THEANO_CUDNN_WARN_FROM)) == COMPAT_MD_THEANO["warns from"]
 
 

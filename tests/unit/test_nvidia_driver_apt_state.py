@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from plugin_loader import load_by_path, run_module
 
 ROOT = Path(__file__).resolve().parents[2]

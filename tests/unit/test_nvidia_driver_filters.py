@@ -48,7 +48,7 @@ def cfg(**overrides: Any) -> dict[str, Any]:
     return base
 
 
-def plan(offers: dict[str, Any] = OFFERS_DEBIAN12, gpus: list[dict[str, Any]] | None = None, **overrides: Any):
+def plan(offers: dict[str, Any] = OFFERS_DEBIAN12, gpus: list[dict[str, Any]] | None = None, **overrides: Any) -> dict[str, Any]:
     return f.nvidia_driver_plan(cfg(**overrides), offers, gpus or [], "Debian 12")
 
 
@@ -313,7 +313,8 @@ def test_dkms_built() -> None:
 def test_filters_registered() -> None:
     names = set(f.FilterModule().filters())
     assert names == {"nvidia_driver_plan", "nvidia_driver_packages", "nvidia_driver_kernel_flavor",
-                     "nvidia_driver_dkms_built", "nvidia_driver_after_reboot"}
+                     "nvidia_driver_dkms_built", "nvidia_driver_after_reboot", "nvidia_driver_reboot_reasons",
+                     "nvidia_driver_loaded_now", "nvidia_driver_secure_boot_message"}
 
 
 # --- after a reboot -------------------------------------------------------------------------------
@@ -340,3 +341,95 @@ def test_after_reboot_passes_only_with_the_installed_driver_loaded() -> None:
 ])
 def test_after_reboot_problems(gpu: dict, installed: str, fabric: dict, problem: str) -> None:
     assert problem in f.nvidia_driver_after_reboot([gpu, installed, fabric])
+
+
+# --- after the install: reboot or load now ------------------------------------------------------
+
+SKIPPED = {"skipped": True, "changed": False}
+NOUVEAU_REASON = "nouveau is loaded; the blacklist takes effect at the next boot"
+
+
+def reboot_reasons(gpu: dict[str, Any], installed: str = "1:580.95.05-1", flavor: str = "open",
+                   blacklist: bool = True, modprobe: dict[str, Any] = SKIPPED) -> list[str]:
+    return f.nvidia_driver_reboot_reasons(gpu, installed, flavor, blacklist, modprobe)
+
+
+def test_no_reboot_when_the_installed_driver_is_the_loaded_one() -> None:
+    # epoch and Debian revision are not part of the driver version
+    assert reboot_reasons(dict(LOADED, kernel_module_flavor="open")) == []
+    assert reboot_reasons({"loaded_modules": None}) == []
+    assert reboot_reasons({"loaded_modules": []}, modprobe={"changed": True, "failed": False}) == []
+
+
+def test_reboot_for_nouveau_only_while_it_is_blacklisted() -> None:
+    assert reboot_reasons({"loaded_modules": ["nouveau"]}) == [NOUVEAU_REASON]
+    assert reboot_reasons({"loaded_modules": ["nouveau"]}, blacklist=False) == []
+
+
+def test_reboot_for_another_loaded_version_or_flavor() -> None:
+    gpu = {"loaded_modules": ["nvidia"], "driver_version": "570.86.15", "kernel_module_flavor": "proprietary"}
+    assert reboot_reasons(gpu) == [
+        "the loaded NVIDIA module is 570.86.15, the installed driver is 580.95.05"
+        " (CUDA reports a driver/library version mismatch until the reboot)",
+        "the loaded NVIDIA module is the proprietary one, the installed one is open"]
+    # unknown loaded version or flavor, or no installed version: nothing to compare
+    assert reboot_reasons(dict(gpu, driver_version=None, kernel_module_flavor="")) == []
+    assert reboot_reasons(dict(gpu, kernel_module_flavor="open"), installed="") == []
+    # the module is not loaded: its version does not matter
+    assert reboot_reasons(dict(gpu, loaded_modules=["nvidia_uvm"])) == []
+
+
+def test_reboot_when_modprobe_failed() -> None:
+    assert reboot_reasons({"loaded_modules": []}, modprobe={"failed": True, "msg": " FATAL: Key was rejected\n"}) == [
+        "modprobe nvidia failed: FATAL: Key was rejected"]
+    assert reboot_reasons({"loaded_modules": []}, modprobe={"failed": True}) == ["modprobe nvidia failed: "]
+    assert reboot_reasons({"loaded_modules": []}, modprobe={"skipped": True, "failed": True}) == []
+
+
+def test_loaded_now() -> None:
+    assert f.nvidia_driver_loaded_now(LOADED, True, [], False) is True
+    assert f.nvidia_driver_loaded_now({"loaded_modules": None}, True, [], True) is True
+    assert f.nvidia_driver_loaded_now({"loaded_modules": None}, True, [], False) is False
+    assert f.nvidia_driver_loaded_now(LOADED, True, [NOUVEAU_REASON], True) is False
+    assert f.nvidia_driver_loaded_now(LOADED, False, [], True) is False
+
+
+# --- Secure Boot ----------------------------------------------------------------------------------
+
+SB_MISSING = {"enforced": True, "signing_cert": "/var/lib/dkms/mok.pub", "signing_cert_exists": False,
+              "signing_cert_pending": False, "signing_cert_enrolled": None, "signing_key_exists": False}
+SB_EXISTS = dict(SB_MISSING, signing_cert_exists=True, signing_key_exists=True)
+KEY = "/var/lib/dkms/mok.key"
+
+
+def test_secure_boot_message_without_a_certificate_says_how_to_make_one() -> None:
+    assert f.nvidia_driver_secure_boot_message(SB_MISSING, "gpu01", KEY) == """\
+nvidia_driver: Secure Boot is on on gpu01 and there is no module signing certificate at /var/lib/dkms/mok.pub.
+The kernel would refuse the NVIDIA module that DKMS builds, so nothing was installed. Either:
+  1. enroll a signing key (once per node), as root:
+       openssl req -new -x509 -newkey rsa:2048 -nodes -days 36500
+         -subj "/CN=gpu01 DKMS module signing/"
+         -keyout /var/lib/dkms/mok.key -outform DER -out /var/lib/dkms/mok.pub
+       mokutil --import /var/lib/dkms/mok.pub     # choose a one-time password
+     then reboot, choose "Enroll MOK" in the blue MOK Manager screen, enter the password,
+     and re-run. DKMS signs with /var/lib/dkms/mok.key (nvidia_driver_module_signing_key/_cert
+     select another pair, such as a site-wide key already enrolled);
+  2. or turn Secure Boot off in the firmware setup;
+  3. or, if the module is signed another way, set nvidia_driver_secure_boot_check: false."""
+
+
+@pytest.mark.parametrize("state, problem", [
+    ({"signing_cert_pending": True}, "the signing certificate /var/lib/dkms/mok.pub still waits for enrollment: "
+     "reboot and confirm it in the MOK Manager (step 1 below, from the reboot on)."),
+    ({}, "whether /var/lib/dkms/mok.pub is an enrolled key cannot be read (install mokutil so that the role can tell)."),
+    ({"signing_cert_enrolled": False}, "the signing certificate /var/lib/dkms/mok.pub is not enrolled as a Machine Owner Key."),
+    ({"signing_cert_enrolled": True, "signing_key_exists": False},
+     "the private key /var/lib/dkms/mok.key of the enrolled certificate is missing."),
+])
+def test_secure_boot_message_names_the_problem_of_an_existing_certificate(state: dict[str, Any], problem: str) -> None:
+    message = f.nvidia_driver_secure_boot_message(dict(SB_EXISTS, **state), "gpu01", KEY)
+    first, *rest = message.splitlines()
+    assert first == f"nvidia_driver: Secure Boot is on on gpu01 and {problem}"
+    # the certificate exists: only its enrollment is left to do
+    assert "openssl" not in message
+    assert rest[2] == "       mokutil --import /var/lib/dkms/mok.pub     # choose a one-time password"

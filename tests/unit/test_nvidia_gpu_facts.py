@@ -7,9 +7,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
-
 import plugin_loader
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_PATH = REPO / "plugins" / "modules" / "nvidia_gpu_facts.py"

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from plugin_loader import load_by_path, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,12 +82,12 @@ def test_contrib_is_added_from_the_entries_that_carry_main() -> None:
 
 
 def test_contrib_is_left_alone_when_an_entry_has_it_and_the_roles_own_entry_does_not_count() -> None:
-    with_contrib = [dict(MAIN_ONLY[0], components=["main", "contrib", "non-free"])] + MAIN_ONLY[1:]
+    with_contrib = [dict(MAIN_ONLY[0], components=["main", "contrib", "non-free"]), *MAIN_ONLY[1:]]
     assert f.nvidia_repo_contrib(with_contrib, OWN, "bookworm") == {
         "needed": False, "stanzas": [], "reason": "contrib is enabled"}
-    ours = MAIN_ONLY + [entry(OWN, ["bookworm"], ["contrib"])]
+    ours = [*MAIN_ONLY, entry(OWN, ["bookworm"], ["contrib"])]
     assert f.nvidia_repo_contrib(ours, OWN, "bookworm")["needed"] is True          # stays idempotent
-    disabled = [dict(with_contrib[0], enabled=False)] + MAIN_ONLY[1:]
+    disabled = [dict(with_contrib[0], enabled=False), *MAIN_ONLY[1:]]
     assert f.nvidia_repo_contrib(disabled, OWN, "bookworm")["needed"] is True
     # another release's entries are not Debian's of this node
     assert f.nvidia_repo_contrib([entry("/x.sources", ["trixie"], ["main"])], OWN, "bookworm") == {

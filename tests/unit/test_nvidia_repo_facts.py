@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ generate = _script("generate")
 build = _script("build")
 
 
-def _walk(node: Any, path: str = ""):
+def _walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     if isinstance(node, dict):
         yield path, node
         for key, value in node.items():

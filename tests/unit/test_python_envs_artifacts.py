@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from plugin_loader import load_by_path, load_module_utils, run_module
@@ -187,7 +188,7 @@ def test_prefix_and_linked_libraries() -> None:
 class FakeDpkg:
     """Plays ldd and dpkg-query for PythonBuilder.depends."""
 
-    owners = {"/usr/lib/x86_64-linux-gnu/libssl.so.3": "libssl3t64:amd64",
+    owners: ClassVar[dict[str, str]] = {"/usr/lib/x86_64-linux-gnu/libssl.so.3": "libssl3t64:amd64",
               "/usr/lib/x86_64-linux-gnu/libc.so.6": "libc6:amd64",
               "/usr/lib/x86_64-linux-gnu/libfoo.so.1": "libfoo1:amd64"}
 
@@ -221,10 +222,10 @@ def test_depends_are_the_owners_of_the_linked_libraries(tmp_path: Path) -> None:
     assert builder.depends(str(root), str(tmp_path / "staging"), {}) == ["libc6 (>= 2.41-12)",
                                                                          "libssl3t64 (>= 3.5.1-1)"]
     builder = pb.PythonBuilder(params, FakeDpkg(["/lib/x86_64-linux-gnu/libfoo.so.1"]))
-    with pytest.raises(pb.BuildError, match="links /lib/x86_64-linux-gnu/libfoo.so.1 from libfoo1, not among"):
+    with pytest.raises(pb.BuildError, match=re.escape("links /lib/x86_64-linux-gnu/libfoo.so.1 from libfoo1, not among")):
         builder.depends(str(root), str(tmp_path / "staging"), {})
     builder = pb.PythonBuilder(params, FakeDpkg(["/opt/elsewhere/libbar.so"]))
-    with pytest.raises(pb.BuildError, match="no installed package owns /opt/elsewhere/libbar.so"):
+    with pytest.raises(pb.BuildError, match=re.escape("no installed package owns /opt/elsewhere/libbar.so")):
         builder.depends(str(root), str(tmp_path / "staging"), {})
 
 

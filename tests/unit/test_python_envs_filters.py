@@ -442,6 +442,64 @@ def test_filters_are_registered_and_wrap_errors() -> None:
             "python_envs_wheelhouse_missing",
             "python_envs_installed", "python_envs_config", "python_envs_wheel_target",
             "python_envs_parse_requirements", "python_envs_lock", "python_envs_interpreter_job",
-            "python_envs_interpreter_builders", "python_envs_pins_any"} <= set(filters)
+            "python_envs_interpreter_builders", "python_envs_pins_any", "python_envs_requirement_candidates",
+            "python_envs_use_gpu", "python_envs_to_build", "python_envs_download_argv",
+            "python_envs_apt_packages"} <= set(filters)
     with pytest.raises(AnsibleFilterError, match="python_envs filter wheel_target"):
         filters["python_envs_wheel_target"]({"version": "three"})
+
+
+def test_requirement_candidates_in_lookup_order() -> None:
+    assert f.requirement_candidates("locks/numpy-cpu.txt", "/p/roles/python_envs", "/p/playbooks") == [
+        "/p/roles/python_envs/files/locks/numpy-cpu.txt", "/p/playbooks/files/locks/numpy-cpu.txt",
+        "/p/playbooks/files/python_envs/locks/numpy-cpu.txt", "/p/playbooks/../files/python_envs/locks/numpy-cpu.txt",
+        "locks/numpy-cpu.txt"]
+
+
+@pytest.mark.parametrize("setting, gpu, probe, wanted", [
+    (True, {"present": False}, {}, True),
+    (False, {"present": True}, {"stdout": "yes"}, False),
+    # auto: the nvidia_gpu fact where gathered, its answer final
+    ("auto", {"present": True}, {}, True),
+    ("auto", {"present": False}, {"stdout": "yes"}, False),
+    # auto without the fact: the PCI probe, "no" when it did not run
+    ("auto", None, {"stdout": "yes"}, True),
+    ("auto", None, {"stdout": "no"}, False),
+    ("auto", None, {"skipped": True}, False),
+    ("auto", None, {}, False),
+])
+def test_use_gpu(setting: Any, gpu: dict[str, Any] | None, probe: dict[str, Any], wanted: bool) -> None:
+    assert f.use_gpu(setting, gpu, probe) is wanted
+
+
+def test_to_build_names_the_envs_and_uv_that_need_a_build() -> None:
+    results = [{"item": {"name": "keras3-tensorflow"}, "needs_build": True},
+               {"item": {"name": "theano"}, "needs_build": False},
+               {"item": {"name": "absent-env"}, "skipped": True}]
+    assert f.to_build(results, {"needs_build": True}) == ["keras3-tensorflow", "uv"]
+    assert f.to_build(results, {"skipped": True}) == ["keras3-tensorflow"]
+    assert f.to_build([], {"needs_build": False}) == []
+
+
+def test_download_argv() -> None:
+    job = {"id": "0123456789ab", "target": f.wheel_target(PY311)}
+    argv = f.download_argv(job, "/venv/bin/python", "/w/cp311-x86_64-glibc2.36")
+    assert argv[:11] == ["/venv/bin/python", "-m", "pip", "download", "--no-deps", "--require-hashes",
+                         "--disable-pip-version-check", "--dest", "/w/cp311-x86_64-glibc2.36",
+                         "--find-links", "/w/cp311-x86_64-glibc2.36"]
+    assert argv[11:21] == ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+                           "--abi", "abi3", "--abi", "none"]
+    assert argv[21:-2] == [f"--platform={p}" for p in job["target"]["platforms"]]
+    assert "--platform=manylinux_2_36_x86_64" in argv and "--index-url" not in argv
+    assert argv[-2:] == ["--requirement", "/w/cp311-x86_64-glibc2.36/requirements-0123456789ab.txt"]
+    with_index = f.download_argv(job, "/venv/bin/python", "/w/x", "https://mirror.example/simple")
+    assert with_index[-4:-2] == ["--index-url", "https://mirror.example/simple"]
+
+
+def test_apt_packages() -> None:
+    theano = {"state": "present", "theano": True}
+    plan = {"envs": [{"state": "present", "theano": False}, dict(theano, state="absent")], "provided_python": False}
+    args = (["python3-venv"], ["g++", "libopenblas-dev"], ["libssl3"], ["htop"])
+    assert f.apt_packages(plan, *args) == ["python3-venv", "htop"]
+    assert f.apt_packages(dict(plan, envs=[theano]), *args) == ["python3-venv", "g++", "libopenblas-dev", "htop"]
+    assert f.apt_packages(dict(plan, provided_python=True), *args) == ["python3-venv", "libssl3", "htop"]

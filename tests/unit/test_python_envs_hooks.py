@@ -39,8 +39,7 @@ def test_collections_compat_makes_keras_2_imports_work_in_a_fresh_interpreter(tm
     (tmp_path / "dlstack_collections_compat.py").write_text((HOOKS / "dlstack_collections_compat.py").read_text())
     code = "from collections import Iterable, Mapping, Callable; print(Iterable.__module__)"
     plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    if sys.version_info >= (3, 10):
-        assert plain.returncode != 0 and "ImportError" in plain.stderr
+    assert plain.returncode != 0 and "ImportError" in plain.stderr
     hooked = subprocess.run([sys.executable, "-c", "import dlstack_collections_compat\n" + code],
                             capture_output=True, text=True, check=False, cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from testinfra.backend.base import CommandResult
 
 # host -> release -> nvcc's version; the default after side_effect.yml's switch
 RELEASES = {
@@ -36,7 +37,7 @@ def is_debian12(host) -> bool:
     return host.backend.get_hostname().endswith("debian12")
 
 
-def login(host, command: str):
+def login(host, command: str) -> CommandResult:
     """Run a command in a login shell, as a user would get it."""
     return host.run(f"bash -lc {command!r}")
 

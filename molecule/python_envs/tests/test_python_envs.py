@@ -16,6 +16,7 @@ import re
 import shlex
 
 import pytest
+from testinfra.backend.base import CommandResult
 
 ROOT = "/opt/dlstack/envs"
 USER = "tester"
@@ -60,7 +61,7 @@ def expected_envs(host) -> list[str]:
     return EXPECTED[host.system_info.codename]
 
 
-def as_user(host, command: str, env: dict[str, str] | None = None):
+def as_user(host, command: str, env: dict[str, str] | None = None) -> CommandResult:
     """Run a command as the unprivileged test user, in a login-less clean environment."""
     assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
     return host.run(f"runuser -u {USER} -- env -i HOME=/home/{USER} PATH=/usr/bin:/bin {assigns} "
@@ -69,10 +70,6 @@ def as_user(host, command: str, env: dict[str, str] | None = None):
 
 def realpath(host, path: str) -> str:
     return host.run(f"readlink -f {shlex.quote(path)}").stdout.strip()
-
-
-def each_env(host):
-    return [pytest.param(name) for name in expected_envs(host)]
 
 
 def test_envs_json_lists_the_platform_envs(host) -> None:
@@ -220,7 +217,7 @@ def test_collections_hook_only_where_asked(host) -> None:
 def test_second_converge_did_no_installer_work(host) -> None:
     # converge and idempotence ran; the build log has one build per env (and uv's), from the first run
     lines = [json.loads(line) for line in host.file("/var/log/dlstack/python-envs.log").content_string.splitlines()]
-    assert sorted((e["env"], e["result"]) for e in lines) == sorted((n, "built") for n in expected_envs(host) + ["uv"])
+    assert sorted((e["env"], e["result"]) for e in lines) == sorted((n, "built") for n in [*expected_envs(host), "uv"])
 
 
 def test_jupyter_kernel_runs_in_its_env(host) -> None:

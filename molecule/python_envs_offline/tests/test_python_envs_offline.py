@@ -14,6 +14,7 @@ import re
 import shlex
 
 import pytest
+from testinfra.backend.base import CommandResult
 
 ROOT = "/opt/dlstack/envs"
 USER = "tester"
@@ -51,7 +52,7 @@ def node(host) -> dict:
     return NODE1 if host.backend.name.endswith("node1") else NODE2
 
 
-def as_user(host, command: str, backend: str = "theano"):
+def as_user(host, command: str, backend: str = "theano") -> CommandResult:
     return host.run(f"runuser -u {USER} -- env -i HOME=/home/{USER} PATH=/usr/bin:/bin KERAS_BACKEND={backend} "
                     f"sh -c {shlex.quote(command)}")
 

@@ -135,10 +135,12 @@ def plan(src: str, dest: str, patterns: list[str], owned_prefix: str) -> dict[st
         if not os.path.islink(path):
             continue
         current = os.readlink(path)
-        if _under(current, owned_prefix) and not _under(current, src):
-            result["remove"].append(name)
-        elif "/" not in current and current not in wanted and not (
-                os.path.isfile(os.path.join(dest, current)) and not os.path.islink(os.path.join(dest, current))):
+        # ours, into another archive than src; or a soname link whose name is no longer
+        # wanted and whose target is not a plain file here
+        stale = _under(current, owned_prefix) and not _under(current, src)
+        orphan = "/" not in current and current not in wanted and not (
+            os.path.isfile(os.path.join(dest, current)) and not os.path.islink(os.path.join(dest, current)))
+        if stale or orphan:
             result["remove"].append(name)
     return result
 

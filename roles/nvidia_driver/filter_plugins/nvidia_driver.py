@@ -12,7 +12,8 @@ names of the plan. The APT state (installed, held, available versions) is read b
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping, Optional
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
@@ -37,7 +38,7 @@ def _str(value: Any) -> str:
     return str(value).strip()
 
 
-def _device_id(gpu: Mapping[str, Any]) -> Optional[int]:
+def _device_id(gpu: Mapping[str, Any]) -> int | None:
     try:
         return int(str(gpu.get("device_id")), 16)
     except (TypeError, ValueError):
@@ -281,7 +282,7 @@ def nvidia_driver_after_reboot(state: Iterable[Any]) -> list[str]:
     not a pass) equal to the installed package's, and Fabric Manager must be active where it was
     checked. A node without a GPU has nothing to check.
     """
-    gpu, installed, fabric = (list(state) + [{}, "", {}])[:3]
+    gpu, installed, fabric = [*state, {}, "", {}][:3]
     gpu = gpu or {}
     if not gpu.get("present"):
         return []
@@ -304,6 +305,94 @@ def nvidia_driver_after_reboot(state: Iterable[Any]) -> list[str]:
     return problems
 
 
+def nvidia_driver_reboot_reasons(gpu: Mapping[str, Any], installed_version: Any, flavor: str,
+                                 blacklist_nouveau: bool, modprobe: Mapping[str, Any]) -> list[str]:
+    """Why the node must reboot before the installed driver can run; empty when it need not.
+
+    Args:
+        gpu: ``ansible_facts.nvidia_gpu`` as read before the install (``loaded_modules``,
+            ``driver_version``, ``kernel_module_flavor`` of the loaded module).
+        installed_version: the installed driver package's version (``1:580.95.05-1``): its
+            epoch and Debian revision are dropped before comparing with the loaded module's.
+        flavor: the kernel module flavor the role installed (``open`` or ``proprietary``).
+        blacklist_nouveau: whether the role blacklists nouveau (``nvidia_driver_blacklist_nouveau``).
+        modprobe: the registered result of ``modprobe nvidia`` (skipped where it did not run).
+
+    Returns one sentence per reason: nouveau loaded (while blacklisted), a loaded NVIDIA module
+    of another version or of the other flavor, or a failed ``modprobe nvidia``.
+    """
+    loaded = gpu.get("loaded_modules") or []
+    # the package version without epoch and revision: 1:580.95.05-1 -> 580.95.05
+    new = re.sub(r"-[^-]*$", "", re.sub(r"^[0-9]+:", "", str(installed_version)))
+    running, running_flavor = gpu.get("driver_version"), gpu.get("kernel_module_flavor")
+    reasons = []
+    if "nouveau" in loaded and blacklist_nouveau:
+        reasons.append("nouveau is loaded; the blacklist takes effect at the next boot")
+    if "nvidia" in loaded and running and new and running != new:
+        reasons.append(f"the loaded NVIDIA module is {running}, the installed driver is {new}"
+                       " (CUDA reports a driver/library version mismatch until the reboot)")
+    if "nvidia" in loaded and running_flavor and running_flavor != flavor:
+        reasons.append(f"the loaded NVIDIA module is the {running_flavor} one, the installed one is {flavor}")
+    if not modprobe.get("skipped") and modprobe.get("failed"):
+        message = str(modprobe["msg"]).strip() if "msg" in modprobe else ""
+        reasons.append(f"modprobe nvidia failed: {message}")
+    return reasons
+
+
+def nvidia_driver_loaded_now(gpu: Mapping[str, Any], kernel_steps: bool, reboot_reasons: Iterable[str],
+                             modprobe_changed: bool) -> bool:
+    """Whether the driver is loaded now, so that the daemons that talk to it may start.
+
+    True where the kernel module steps run, no reboot is pending (``reboot_reasons`` empty),
+    and the nvidia module was loaded already (``loaded_modules`` of ``gpu``, the nvidia_gpu
+    fact) or ``modprobe nvidia`` just loaded it (``modprobe_changed``).
+    """
+    return bool(kernel_steps) and not list(reboot_reasons) and (
+        "nvidia" in (gpu.get("loaded_modules") or []) or bool(modprobe_changed))
+
+
+def nvidia_driver_secure_boot_message(secure_boot: Mapping[str, Any], host: str, key: str) -> str:
+    """The failure message when Secure Boot would refuse the module DKMS builds, saying what to do.
+
+    Args:
+        secure_boot: ``ansible_facts.nvidia_secure_boot`` (the ``nvidia_secure_boot_facts``
+            module): ``signing_cert`` (its path), ``signing_cert_exists``,
+            ``signing_cert_pending``, ``signing_cert_enrolled`` (None: unknown, no mokutil).
+        host: the inventory hostname (named in the message and in the certificate's subject).
+        key: the signing key's path.
+
+    The first line names the problem (no certificate, one waiting for enrollment, enrollment
+    unknown, not enrolled, or the private key missing); then the three ways out, with the
+    commands that make and enroll a key (``openssl req`` only where no certificate exists).
+    """
+    cert = secure_boot.get("signing_cert")
+    if not secure_boot.get("signing_cert_exists"):
+        problem = f"there is no module signing certificate at {cert}."
+    elif secure_boot.get("signing_cert_pending"):
+        problem = (f"the signing certificate {cert} still waits for enrollment: reboot and confirm it"
+                   " in the MOK Manager (step 1 below, from the reboot on).")
+    elif secure_boot.get("signing_cert_enrolled") is None:
+        problem = f"whether {cert} is an enrolled key cannot be read (install mokutil so that the role can tell)."
+    elif not secure_boot.get("signing_cert_enrolled"):
+        problem = f"the signing certificate {cert} is not enrolled as a Machine Owner Key."
+    else:
+        problem = f"the private key {key} of the enrolled certificate is missing."
+    make_key = "" if secure_boot.get("signing_cert_exists") else (
+        "openssl req -new -x509 -newkey rsa:2048 -nodes -days 36500\n"
+        f'         -subj "/CN={host} DKMS module signing/"\n'
+        f"         -keyout {key} -outform DER -out {cert}\n"
+        "       ")
+    return (f"nvidia_driver: Secure Boot is on on {host} and {problem}\n"
+            "The kernel would refuse the NVIDIA module that DKMS builds, so nothing was installed. Either:\n"
+            "  1. enroll a signing key (once per node), as root:\n"
+            f"       {make_key}mokutil --import {cert}     # choose a one-time password\n"
+            '     then reboot, choose "Enroll MOK" in the blue MOK Manager screen, enter the password,\n'
+            f"     and re-run. DKMS signs with {key} (nvidia_driver_module_signing_key/_cert\n"
+            "     select another pair, such as a site-wide key already enrolled);\n"
+            "  2. or turn Secure Boot off in the firmware setup;\n"
+            "  3. or, if the module is signed another way, set nvidia_driver_secure_boot_check: false.")
+
+
 class FilterModule:
     """nvidia_driver filters."""
 
@@ -314,4 +403,7 @@ class FilterModule:
             "nvidia_driver_after_reboot": nvidia_driver_after_reboot,
             "nvidia_driver_kernel_flavor": nvidia_driver_kernel_flavor,
             "nvidia_driver_dkms_built": nvidia_driver_dkms_built,
+            "nvidia_driver_reboot_reasons": nvidia_driver_reboot_reasons,
+            "nvidia_driver_loaded_now": nvidia_driver_loaded_now,
+            "nvidia_driver_secure_boot_message": nvidia_driver_secure_boot_message,
         }

@@ -155,7 +155,8 @@ offered:
   returned: always
 """
 
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -171,7 +172,7 @@ def upstream(version: str) -> str:
 def parse_apt_policy(stdout: str) -> dict[str, dict[str, Any]]:
     """Parse ``apt-cache policy PKG...``: {name: {installed, candidate, versions}} (versions newest first)."""
     result: dict[str, dict[str, Any]] = {}
-    current: Optional[dict[str, Any]] = None
+    current: dict[str, Any] | None = None
     in_table = False
     for line in (stdout or "").splitlines():
         if not line.strip():
@@ -225,10 +226,10 @@ def parse_dpkg(stdout: str, prefixes: Iterable[str]) -> list[dict[str, str]]:
 def plan(policy: dict[str, dict[str, Any]], installed: list[dict[str, str]], main: list[str], fabric: list[str],
          aux: list[str], extra: list[str], branch: str, version: str, upgrade: bool, hold: bool) -> dict[str, Any]:
     """Compare the APT state with the wanted driver; see the module's documentation."""
-    def in_branch(v: Optional[str]) -> bool:
+    def in_branch(v: str | None) -> bool:
         return bool(v) and upstream(v).startswith(branch + ".")
 
-    def wanted(v: Optional[str]) -> bool:
+    def wanted(v: str | None) -> bool:
         return bool(v) and (upstream(v) == version if version else in_branch(v))
 
     pattern = f"{version}-*" if version else f"{branch}.*"
@@ -274,8 +275,8 @@ def plan(policy: dict[str, dict[str, Any]], installed: list[dict[str, str]], mai
         versions = policy.get(name, {}).get("versions", [])
         if target and target in versions:
             aux_target, fits = target, (lambda v, t=target: v == t)
-        elif [v for v in versions if in_branch(v)]:
-            aux_target, fits = [v for v in versions if in_branch(v)][0], in_branch
+        elif any(in_branch(v) for v in versions):
+            aux_target, fits = next(v for v in versions if in_branch(v)), in_branch
         else:
             problems.append(f"{name} has no version {target or pattern} or {branch}.* "
                             f"(available: {', '.join(versions) or 'none'})" if name in policy else f"{name} is unknown to apt")
@@ -295,8 +296,8 @@ def plan(policy: dict[str, dict[str, Any]], installed: list[dict[str, str]], mai
         if target and target in versions:
             if now != target:
                 sync.append([name, target])
-        elif not in_branch(now) and [v for v in versions if in_branch(v)]:
-            sync.append([name, [v for v in versions if in_branch(v)][0]])
+        elif not in_branch(now) and any(in_branch(v) for v in versions):
+            sync.append([name, next(v for v in versions if in_branch(v))])
     install += [f"{n}={v}" for n, v in sync] + list(extra)
 
     held = sorted(p["name"] for p in installed if p["want"] == "hold")

@@ -115,7 +115,7 @@ import binascii
 import os
 import re
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -125,7 +125,7 @@ EFI_CERT_X509_GUID = uuid.UUID("a5c059a1-94e4-4aa7-87b5-ab155c2bf072").bytes_le
 _PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
 
 
-def _read_bytes(path: str) -> Optional[bytes]:
+def _read_bytes(path: str) -> bytes | None:
     try:
         with open(path, "rb") as handle:
             return handle.read()
@@ -133,14 +133,14 @@ def _read_bytes(path: str) -> Optional[bytes]:
         return None
 
 
-def efivar_value(raw: Optional[bytes]) -> Optional[bytes]:
+def efivar_value(raw: bytes | None) -> bytes | None:
     """Data of an efivarfs file: the first 4 bytes are the variable's attributes."""
     if raw is None or len(raw) < 5:
         return None
     return raw[4:]
 
 
-def efivar_flag(raw: Optional[bytes]) -> Optional[bool]:
+def efivar_flag(raw: bytes | None) -> bool | None:
     """A one-byte boolean UEFI variable (SecureBoot, SetupMode, MokSBStateRT) as read from efivarfs."""
     data = efivar_value(raw)
     if data is None:
@@ -148,7 +148,7 @@ def efivar_flag(raw: Optional[bytes]) -> Optional[bool]:
     return data[0] == 1
 
 
-def parse_sb_state(stdout: str) -> Optional[bool]:
+def parse_sb_state(stdout: str) -> bool | None:
     """``mokutil --sb-state``: 'SecureBoot enabled' / 'SecureBoot disabled' / not EFI (None)."""
     for line in (stdout or "").splitlines():
         line = line.strip().lower()
@@ -159,7 +159,7 @@ def parse_sb_state(stdout: str) -> Optional[bool]:
     return None
 
 
-def parse_test_key(stdout: str) -> dict[str, Optional[bool]]:
+def parse_test_key(stdout: str) -> dict[str, bool | None]:
     """``mokutil --test-key CERT``: enrolled, pending enrollment, or neither."""
     text = (stdout or "").lower()
     if "is already enrolled" in text:
@@ -193,7 +193,7 @@ def parse_signature_lists(data: bytes) -> list[bytes]:
     return certs
 
 
-def cert_der(raw: Optional[bytes]) -> Optional[bytes]:
+def cert_der(raw: bytes | None) -> bytes | None:
     """DER bytes of a PEM or DER certificate file; None when it is neither."""
     if not raw:
         return None
@@ -206,15 +206,15 @@ def cert_der(raw: Optional[bytes]) -> Optional[bytes]:
     return raw if raw[:1] == b"\x30" else None
 
 
-def read_mok_list(sysfs_root: str, efivars_root: str, name: str) -> Optional[bytes]:
+def read_mok_list(sysfs_root: str, efivars_root: str, name: str) -> bytes | None:
     """A MOK list: the kernel's mirror (no attribute prefix) first, then efivars, with shim's split parts."""
     mirror = os.path.join(sysfs_root, "firmware", "efi", "mok-variables", name)
     data = _read_bytes(mirror)
     if data is not None:
         return data
     parts = []
-    for index in [""] + [str(i) for i in range(1, 16)]:
-        raw = _read_bytes(os.path.join(efivars_root, "%s%s-%s" % (name, index, SHIM_LOCK_GUID)))
+    for index in ["", *(str(i) for i in range(1, 16))]:
+        raw = _read_bytes(os.path.join(efivars_root, f"{name}{index}-{SHIM_LOCK_GUID}"))
         value = efivar_value(raw)
         if value is None:
             break
@@ -222,14 +222,14 @@ def read_mok_list(sysfs_root: str, efivars_root: str, name: str) -> Optional[byt
     return b"".join(parts) if parts else None
 
 
-def gather(module: Optional[AnsibleModule], efivars_root: str, sysfs_root: str, signing_cert: str,
+def gather(module: AnsibleModule | None, efivars_root: str, sysfs_root: str, signing_cert: str,
            signing_key: str, use_mokutil: bool) -> dict[str, Any]:
     efi = os.path.isdir(os.path.join(sysfs_root, "firmware", "efi"))
     enabled = efivar_flag(_read_bytes(os.path.join(efivars_root, "SecureBoot-" + EFI_GLOBAL_GUID)))
     source = "efivars" if enabled is not None else None
     mokutil = module.get_bin_path("mokutil") if (module is not None and use_mokutil) else None
     if enabled is None and efi and mokutil:
-        rc, out, _err = module.run_command([mokutil, "--sb-state"])
+        _rc, out, _err = module.run_command([mokutil, "--sb-state"])
         enabled = parse_sb_state(out)
         source = "mokutil" if enabled is not None else None
     setup_mode = efivar_flag(_read_bytes(os.path.join(efivars_root, "SetupMode-" + EFI_GLOBAL_GUID)))
@@ -240,8 +240,8 @@ def gather(module: Optional[AnsibleModule], efivars_root: str, sysfs_root: str, 
 
     cert_path = signing_cert or None
     der = cert_der(_read_bytes(signing_cert)) if signing_cert else None
-    enrolled: Optional[bool] = None
-    pending: Optional[bool] = None
+    enrolled: bool | None = None
+    pending: bool | None = None
     if der is not None:
         enrolled_list = read_mok_list(sysfs_root, efivars_root, "MokListRT")
         if enrolled_list is not None:
@@ -249,7 +249,7 @@ def gather(module: Optional[AnsibleModule], efivars_root: str, sysfs_root: str, 
             new = read_mok_list(sysfs_root, efivars_root, "MokNew")
             pending = der in parse_signature_lists(new) if new is not None else False
         elif efi and mokutil:
-            rc, out, _err = module.run_command([mokutil, "--test-key", signing_cert])
+            _rc, out, _err = module.run_command([mokutil, "--test-key", signing_cert])
             result = parse_test_key(out)
             enrolled, pending = result["enrolled"], result["pending"]
     return {

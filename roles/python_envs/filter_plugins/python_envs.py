@@ -15,6 +15,10 @@ there is one, the package) and so that the rules are unit-tested (tests/unit/).
 * ``python_envs_wheelhouse_missing``: a download's pins that have no file yet.
 * ``python_envs_wheel_target``: the wheel tags an interpreter accepts (for the wheelhouse).
 * ``python_envs_wheelhouse_problems``: pins with no usable file in an offline wheelhouse.
+* ``python_envs_requirement_candidates``, ``python_envs_use_gpu``, ``python_envs_to_build``,
+  ``python_envs_download_argv``, ``python_envs_apt_packages``: the small decisions of the
+  tasks (where a lock is looked for, GPU or CPU locks, what needs a build, the ``pip
+  download`` command, the system packages), kept out of the tasks' Jinja.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible.plugins.filter.core import to_bool
 
 ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
@@ -167,6 +173,32 @@ def requirement_sources(envs: list[Mapping[str, Any]], gpu: bool, jupyter_requir
         if env["jupyter_kernel"]:
             out.append({"env": env["name"], "file": jupyter_requirements, "role": "jupyter"})
     return out
+
+
+def requirement_candidates(file: str, role_path: str, playbook_dir: str) -> list[str]:
+    """Where a requirements file named in an env is looked for on the controller, in order.
+
+    The role's files/ (the shipped locks), the playbook's files/, the project's
+    files/python_envs/ (next to site.yml, or to playbooks/ seen from a playbook there), and
+    last the path as given. The task passes the list to the ``first_found`` lookup.
+    """
+    return [f"{role_path}/files/{file}", f"{playbook_dir}/files/{file}", f"{playbook_dir}/files/python_envs/{file}",
+            f"{playbook_dir}/../files/python_envs/{file}", file]
+
+
+def use_gpu(setting: Any, nvidia_gpu: Mapping[str, Any] | None, pci_probe: Mapping[str, Any]) -> bool:
+    """Whether the node installs the GPU locks (``requirements_gpu``) of its envs.
+
+    ``setting``: ``python_envs_gpu``, a boolean (taken as is) or ``auto``; with ``auto``,
+    the ``present`` flag of the ``nvidia_gpu`` fact where the play gathered it (None: not
+    gathered), else the registered PCI probe, whose output is ``yes`` when an NVIDIA device is
+    on the bus (the probe is skipped, and the answer is no, where no env has a GPU lock).
+    """
+    if isinstance(setting, bool):
+        return setting
+    if nvidia_gpu is not None:
+        return to_bool(nvidia_gpu["present"])
+    return pci_probe.get("stdout", "no") == "yes"
 
 
 HASH = re.compile(r"^--hash=sha256:(?P<digest>[0-9a-f]{64})$")
@@ -607,6 +639,49 @@ def wheelhouse_problems(entries: list[Mapping[str, Any]], filenames: Iterable[st
     return problems
 
 
+def to_build(results: Iterable[Mapping[str, Any]], uv_status: Mapping[str, Any]) -> list[str]:
+    """The envs (by name) and tools that need a build, from the build module's check-mode runs.
+
+    ``results``: the registered loop over the present envs (skipped items carry no
+    ``needs_build``); ``uv_status``: the check of the uv tool env, named ``uv`` when it needs
+    a build.
+    """
+    names = [r["item"]["name"] for r in results if r.get("needs_build")]
+    return names + (["uv"] if uv_status.get("needs_build", False) else [])
+
+
+def download_argv(job: Mapping[str, Any], python: str, directory: str, index_url: str = "") -> list[str]:
+    """The ``pip download`` command of one wheelhouse job (``python_envs_wheelhouse_jobs``).
+
+    Only the pinned files (``--no-deps``), each checked against the lock's hashes
+    (``--require-hashes``), for the job's interpreter (version, implementation, ABI, also
+    ``abi3`` and ``none``) and platforms, into ``directory``, which holds the job's lock as
+    ``requirements-<id>.txt`` and the files already downloaded (``--find-links``); from
+    ``index_url`` when given, else pip's default index.
+    """
+    target = job["target"]
+    argv = [python, "-m", "pip", "download", "--no-deps", "--require-hashes", "--disable-pip-version-check",
+            "--dest", directory, "--find-links", directory,
+            "--python-version", target["python_version"], "--implementation", target["implementation"],
+            "--abi", target["abi"], "--abi", "abi3", "--abi", "none"]
+    argv += [f"--platform={platform}" for platform in target["platforms"]]
+    argv += ["--index-url", index_url] if index_url else []
+    return [*argv, "--requirement", f"{directory}/requirements-{job['id']}.txt"]
+
+
+def apt_packages(plan: Mapping[str, Any], base: list[str], theano: list[str], runtime: list[str],
+                 extra: list[str]) -> list[str]:
+    """The system packages a node installs for its envs, from its ``plan``.
+
+    Always ``base`` (venv support) and ``extra`` (``python_envs_extra_packages``); ``theano``
+    (the C compiler and BLAS Theano builds with) when a present env has the Theano backend;
+    ``runtime`` (the libraries of the interpreter the role builds) when an env uses that
+    interpreter (``provided_python``).
+    """
+    wants_theano = any(e["state"] == "present" and e["theano"] for e in plan["envs"])
+    return [*base, *(theano if wants_theano else []), *(runtime if plan["provided_python"] else []), *extra]
+
+
 DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
@@ -695,4 +770,9 @@ class FilterModule:
             "python_envs_interpreter_job": _checked(interpreter_job),
             "python_envs_interpreter_builders": _checked(interpreter_builders),
             "python_envs_pins_any": _checked(pins_any),
+            "python_envs_requirement_candidates": _checked(requirement_candidates),
+            "python_envs_use_gpu": _checked(use_gpu),
+            "python_envs_to_build": _checked(to_build),
+            "python_envs_download_argv": _checked(download_argv),
+            "python_envs_apt_packages": _checked(apt_packages),
         }

@@ -178,7 +178,8 @@ import pwd
 import re
 import shutil
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -235,7 +236,7 @@ def lock_lines(text: str) -> list[str]:
         options = [t for t in tokens if t.startswith("--")]
         requirement = "".join(t for t in tokens if not t.startswith("--"))
         if requirement:
-            lines.append(" ".join([requirement] + sorted(options)))
+            lines.append(" ".join([requirement, *sorted(options)]))
     return sorted(set(lines))
 
 
@@ -275,7 +276,7 @@ def build_pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"^\.{re.escape(name)}-[0-9a-f]{{{HASH_LEN}}}$")
 
 
-def read_stamp(path: str) -> Optional[dict[str, Any]]:
+def read_stamp(path: str) -> dict[str, Any] | None:
     """The completion stamp of a build, or None when missing or unreadable."""
     try:
         with open(os.path.join(path, STAMP), encoding="utf-8") as handle:
@@ -285,7 +286,7 @@ def read_stamp(path: str) -> Optional[dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
-def is_complete(path: str, digest: Optional[str] = None) -> bool:
+def is_complete(path: str, digest: str | None = None) -> bool:
     """A build is complete when its stamp names its own hash and its interpreter resolves."""
     if os.path.islink(path) or not os.path.isdir(path):
         return False
@@ -298,7 +299,7 @@ def is_complete(path: str, digest: Optional[str] = None) -> bool:
     return os.path.exists(os.path.join(path, "bin", "python"))
 
 
-def write_atomic(path: str, content: str, mode: int = 0o644, ids: Optional[tuple[int, int]] = None) -> None:
+def write_atomic(path: str, content: str, mode: int = 0o644, ids: tuple[int, int] | None = None) -> None:
     """Write a file through a temporary file (owned by ``ids`` when given), fsync and rename."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as handle:
@@ -328,7 +329,7 @@ def swap_link(link: str, target: str) -> None:
     os.replace(tmp, link)
 
 
-def link_target(link: str) -> Optional[str]:
+def link_target(link: str) -> str | None:
     """The build a link points to, as an absolute path; None when it is not a link."""
     if not os.path.islink(link):
         return None
@@ -407,7 +408,7 @@ def find_links(sources: list[str]) -> list[str]:
     return dirs
 
 
-def distribution_of(filename: str) -> Optional[tuple[str, str]]:
+def distribution_of(filename: str) -> tuple[str, str] | None:
     """``(normalized name, version)`` of a wheel or sdist file name; None for other files."""
     if filename.endswith(".whl"):
         parts = filename[:-4].split("-")
@@ -428,7 +429,7 @@ def sha256_of(path: str) -> str:
     return sha.hexdigest()
 
 
-def file_with_digest(dirs: list[str], pin: str, digest: str) -> Optional[str]:
+def file_with_digest(dirs: list[str], pin: str, digest: str) -> str | None:
     """The file of ``pin`` (``name==version``) in ``dirs`` whose sha256 is ``digest``."""
     name, _, version = pin.partition("==")
     for directory in dirs:
@@ -441,7 +442,7 @@ def file_with_digest(dirs: list[str], pin: str, digest: str) -> Optional[str]:
     return None
 
 
-def install_failure(name: str, stdout: str, stderr: str, sources: Optional[list[str]] = None) -> str:
+def install_failure(name: str, stdout: str, stderr: str, sources: list[str] | None = None) -> str:
     """A one-line explanation of a failed install, naming the env, the package and, for a
     file whose hash is not in the lock, the file."""
     text = f"{stdout}\n{stderr}"
@@ -505,7 +506,7 @@ class EnvBuilder:
         rc, out, err = self.run([self.p["python"], "-c", PROBE])
         if rc != 0:
             raise BuildError(f"env '{self.name}': python {self.p['python']!r} does not run: "
-                             f"{(err or out).strip() or 'rc=%d' % rc}")
+                             f"{(err or out).strip() or f'rc={rc}'}")
         return json.loads(out.strip().splitlines()[-1])
 
     def builds(self) -> list[str]:
@@ -581,7 +582,7 @@ class EnvBuilder:
             hint = "is its venv/ensurepip package installed?"
         if self.p["system_site_packages"]:
             cmd.append("--system-site-packages")
-        rc, out, err = self.run(cmd + [build])
+        rc, out, err = self.run([*cmd, build])
         if rc != 0:
             raise BuildError(f"env '{self.name}': creating the venv with {self.p['python']} failed ({hint}): "
                              f"{(err or out).strip()[-400:]}")
@@ -596,7 +597,7 @@ class EnvBuilder:
                 cmd += ["--build-constraints", constraints]
             if self.p["system_site_packages"]:  # install the pins even where the system has them
                 cmd.append("--reinstall")
-            return cmd + ["-r", lock]
+            return [*cmd, "-r", lock]
         return [venv_python, "-m", "pip", "install", "--no-deps", "--require-hashes", "--ignore-installed",
                 "--no-input", "--disable-pip-version-check", "--no-warn-script-location",
                 *self.p["sources"], "-r", lock]
@@ -628,7 +629,7 @@ class EnvBuilder:
             write_atomic(os.path.join(build, STAMP), json.dumps(stamp, indent=1, sort_keys=True) + "\n",
                          ids=self.file_ids())
 
-    def file_ids(self) -> Optional[tuple[int, int]]:
+    def file_ids(self) -> tuple[int, int] | None:
         """uid/gid new files in a build must get (None: as written, when not root)."""
         return owner_ids(self.p["owner"], self.p["group"]) if os.geteuid() == 0 else None
 
@@ -652,7 +653,7 @@ class EnvBuilder:
             if apply:
                 chown_tree(build, uid, gid)
 
-    def cleanup(self, current: Optional[str]) -> None:
+    def cleanup(self, current: str | None) -> None:
         """Remove incomplete builds and complete ones beyond ``keep``, never ``current``."""
         complete = []
         for path in self.builds():

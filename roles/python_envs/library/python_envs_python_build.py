@@ -110,7 +110,8 @@ import re
 import shutil
 import tempfile
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -165,7 +166,7 @@ def needed(readelf_output: str) -> set[str]:
     return set(NEEDED_LINE.findall(readelf_output))
 
 
-def linked_libraries(ldd_output: str, staging: str, direct: Optional[set[str]] = None) -> set[str]:
+def linked_libraries(ldd_output: str, staging: str, direct: set[str] | None = None) -> set[str]:
     """Paths of the shared libraries an ``ldd`` output resolves outside the staging tree; only
     those of the sonames in ``direct`` when given (ldd lists the whole closure: libssl's own
     libraries are libssl's package's business)."""
@@ -190,7 +191,7 @@ def candidates(path: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def dpkg_owner(output: str) -> Optional[str]:
+def dpkg_owner(output: str) -> str | None:
     """The package of a path from ``dpkg-query -S`` output (``pkg:arch: path``, maybe after
     ``diversion by ...`` lines, which name no owner); None when no line does."""
     for line in output.splitlines():
@@ -316,7 +317,7 @@ def main() -> None:
     )
     params = dict(module.params)
 
-    def run(cmd: list[str], cwd: Optional[str] = None, environ_update: Optional[dict[str, str]] = None
+    def run(cmd: list[str], cwd: str | None = None, environ_update: dict[str, str] | None = None
             ) -> tuple[int, str, str]:
         return module.run_command(cmd, cwd=cwd, environ_update=environ_update or {})
 

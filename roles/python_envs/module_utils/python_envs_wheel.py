@@ -23,7 +23,7 @@ import os
 import re
 import tarfile
 import zipfile
-from typing import Iterable
+from collections.abc import Iterable
 
 # A fixed timestamp for every member: the wheel's bytes depend only on the packages.
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -92,7 +92,8 @@ def deb_files(data: bytes) -> tuple[dict[str, str], dict[str, bytes], dict[str, 
 def _tar_files(data: bytes) -> tuple[dict[str, bytes], dict[str, str]]:
     """Regular files and symlinks of a (compressed) tar member, paths without ``./``."""
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+        # closed by the `with archive:` below; only opening errors are caught here
+        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")  # noqa: SIM115
     except tarfile.TarError as exc:
         raise WheelError(f"cannot read a .deb member ({exc}); zstd members need Python 3.14") from exc
     files: dict[str, bytes] = {}

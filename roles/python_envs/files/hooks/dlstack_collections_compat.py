@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import contextlib
 
 
 def restore(module: object = collections) -> list[str]:
@@ -25,7 +26,6 @@ def restore(module: object = collections) -> list[str]:
     return added
 
 
-try:
+# a startup hook must never break the interpreter
+with contextlib.suppress(Exception):
     restore()
-except Exception:  # noqa: BLE001 - a startup hook must never break the interpreter
-    pass

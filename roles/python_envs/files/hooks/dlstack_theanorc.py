@@ -20,11 +20,12 @@ It never raises: a startup hook must not break Python.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
@@ -39,11 +40,11 @@ def prepend(environ: os._Environ[str] | dict[str, str] = os.environ, prefix: str
         return current
     parts = [p for p in current.split(os.pathsep) if p]
     if path not in parts:
-        environ["THEANORC"] = os.pathsep.join([path] + parts)
+        environ["THEANORC"] = os.pathsep.join([path, *parts])
     return environ.get("THEANORC", current)
 
 
-def quiet_pkg_resources(add_filter=warnings.filterwarnings) -> None:
+def quiet_pkg_resources(add_filter: Callable[..., None] = warnings.filterwarnings) -> None:
     """Ignore setuptools' "pkg_resources is deprecated" warning when theano.gpuarray raises it."""
     add_filter("ignore", message="pkg_resources is deprecated", category=UserWarning,
                module=r"theano\.gpuarray\.linalg")
@@ -69,9 +70,8 @@ def scan_in_python(meta_path: list[object] = sys.meta_path, version: tuple[int, 
     return True
 
 
-try:
+# a startup hook must never break the interpreter
+with contextlib.suppress(Exception):
     prepend()
     quiet_pkg_resources()
     scan_in_python()
-except Exception:  # noqa: BLE001 - a startup hook must never break the interpreter
-    pass
