@@ -13,14 +13,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 200
 EXPRESSION = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
-# Temporary allowance (issue 18): the dl_user_config tasks are being reworked on another
-# branch (its filters and preflight); their long expressions move into filters there. Exactly
-# the files that still hold one are listed: any other file with a long expression fails, and
-# so does an entry here once its file is clean (remove the entry then).
-ALLOWED = {
-    "roles/dl_user_config/tasks/preflight.yml",
-    "roles/dl_user_config/tasks/user.yml",
-}
+ALLOWED: set[str] = set()  # files allowed to hold a longer expression: none
 
 
 def strings(node: Any) -> Iterator[str]:
