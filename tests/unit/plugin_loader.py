@@ -12,6 +12,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+# the project's shared module_utils (ansible.cfg's module_utils): stdlib-only code that the
+# roles' modules import as ansible.module_utils.NAME, filters load by path, and dl-verify
+# imports on the node
+SHARED_MODULE_UTILS = Path(__file__).resolve().parents[2] / "plugins" / "module_utils"
+
 
 def load_by_path(name: str, path: Path) -> ModuleType:
     """Import the file at ``path`` as a module called ``name`` (a script without the .py
@@ -19,17 +24,18 @@ def load_by_path(name: str, path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path, loader=SourceFileLoader(name, str(path)))
     assert spec and spec.loader, f"cannot load {path}"
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as an import does: dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
 def load_module_utils(*paths: Path) -> None:
-    """Make role module_utils files importable as ``ansible.module_utils.NAME``, as Ansible
+    """Make module_utils files (a role's, or SHARED_MODULE_UTILS') importable as ``ansible.module_utils.NAME``, as Ansible
     does for the modules of a role (call before loading such a module)."""
     for path in paths:
         name = f"ansible.module_utils.{path.stem}"
         if name not in sys.modules:
-            sys.modules[name] = load_by_path(name, path)
+            load_by_path(name, path)
 
 
 # run a module file as __main__ after making the given module_utils files importable

@@ -17,7 +17,7 @@ import pytest
 from plugin_loader import load_by_path
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "dl_user_config"
-AS_USER = ROLE / "module_utils" / "dl_user_config_as_user.py"
+AS_USER = plugin_loader.SHARED_MODULE_UTILS / "dlstack_as_user.py"
 MODULE_PATH = ROLE / "library" / "dl_user_config_info.py"
 plugin_loader.load_module_utils(AS_USER)
 info = load_by_path("dl_user_config_info", MODULE_PATH)

@@ -23,7 +23,7 @@ import pytest
 from plugin_loader import load_by_path
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "dl_user_config"
-AS_USER = ROLE / "module_utils" / "dl_user_config_as_user.py"
+AS_USER = plugin_loader.SHARED_MODULE_UTILS / "dlstack_as_user.py"
 MODULE_PATH = ROLE / "library" / "dl_user_config_theano_seed.py"
 plugin_loader.load_module_utils(AS_USER)
 seed = load_by_path("dl_user_config_theano_seed", MODULE_PATH)
@@ -117,16 +117,16 @@ def test_build_makes_a_root_owned_template_of_the_modules_the_warmup_used(world:
 def test_the_warmup_runs_as_the_seed_account_in_its_staging_directory(world: SimpleNamespace,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
-    original = seed.command_as_user
+    original = seed.run_command
 
-    def spy(name: str, uid: int, gid: int, argv: list[str], env: dict[str, str], cwd: str, timeout: float) -> Any:
-        rc, out, err = original(name, uid, gid, argv, env, cwd, timeout)
-        seen.update(json.loads(out)["seen"], env=env)
-        return rc, out, err
+    def spy(argv: list[str], timeout: float, env: dict[str, str], cwd: str, as_user: tuple[str, int, int]) -> Any:
+        done = original(argv, timeout, env=env, cwd=cwd, as_user=as_user)
+        seen.update(json.loads(done.out)["seen"], env=env, as_user=as_user)
+        return done
 
-    monkeypatch.setattr(seed, "command_as_user", spy)
+    monkeypatch.setattr(seed, "run_command", spy)
     build(world)
-    assert seen["uid"] == world.uid
+    assert seen["uid"] == world.uid and seen["as_user"][0] == "nobody"
     assert seen["env"]["THEANO_FLAGS"].startswith(f"base_compiledir={world.seeds}/.build-keras2-theano-")
     assert "base_compiledir" not in seen["theanorc"] and seen["keras"]["backend"] == "theano"
     assert set(seen["env"]) == {"HOME", "KERAS_HOME", "USER", "LOGNAME", "PATH", "LANG", "THEANO_FLAGS"}
@@ -136,14 +136,14 @@ def test_a_rebuild_starts_from_the_previous_template_and_keeps_only_what_was_use
                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     build(world)
     found: list[list[str]] = []
-    original = seed.command_as_user
+    original = seed.run_command
 
-    def spy(*args: Any) -> Any:
-        rc, out, err = original(*args)
-        found.append(json.loads(out)["found"])
-        return rc, out, err
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        done = original(*args, **kwargs)
+        found.append(json.loads(done.out)["found"])
+        return done
 
-    monkeypatch.setattr(seed, "command_as_user", spy)
+    monkeypatch.setattr(seed, "run_command", spy)
     built = build(world, tid="fedcba9876543210", build="b2")
     assert found == [["tmpnew1", "tmpnew2"]]  # the staging compile directory held the old template's modules
     assert built["from_previous"] == "0123456789abcdef"

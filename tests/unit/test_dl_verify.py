@@ -21,6 +21,7 @@ SCRIPT = REPO / "roles" / "dl_verify" / "files" / "dl-verify"
 PROBE = SCRIPT.with_name("dl_verify_probe.py")
 PROBE_SOURCE = PROBE.read_text()
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "dl_verify"
+SHARED = [REPO / "plugins" / "module_utils" / name for name in ("dlstack_as_user.py",)]
 
 
 def _load() -> ModuleType:
@@ -743,18 +744,30 @@ def test_user_expectations_merge() -> None:
     assert dv.user_expectations(expect, "carol")["floatx"] == "float32"
 
 
-def test_script_sha256_covers_script_and_probe(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_script_sha256_covers_script_probe_and_shared_modules(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import hashlib
-    mine = hashlib.sha256(SCRIPT.read_bytes() + PROBE.read_bytes()).hexdigest()
+    mine = hashlib.sha256(b"".join(p.read_bytes() for p in [SCRIPT, PROBE, *SHARED])).hexdigest()
     (node / "envs.json").write_text('{"envs": []}')
     base = ["--envs-config", str(node / "envs.json"), "--json"]
-    assert dv.main([*base, "--script-sha256", hashlib.sha256(SCRIPT.read_bytes()).hexdigest()]) == 3
+    assert dv.main([*base, "--script-sha256", hashlib.sha256(SCRIPT.read_bytes() + PROBE.read_bytes()).hexdigest()]) == 3
     assert "are not the dl-verify the playbook ships" in capsys.readouterr().err
     assert dv.main([*base, "--script-sha256", mine.upper()]) == 0
     capsys.readouterr()
     other = node / "probe.py"
     other.write_text(PROBE_SOURCE + "\n")
     assert dv.main([*base, "--probe", str(other), "--script-sha256", mine]) == 3
+
+
+def test_the_role_installs_and_hashes_what_dl_verify_reads() -> None:
+    """The role's __dl_verify_files: the script, the probe and the shared modules in
+    dl-verify's order (its --script-sha256 is their sha256 one after the other), each where
+    dl-verify looks for it."""
+    import yaml
+    files = yaml.safe_load((REPO / "roles" / "dl_verify" / "vars" / "main.yml").read_text())["__dl_verify_files"]
+    assert [Path(f["src"]).name for f in files] == ["dl-verify", "dl_verify_probe.py", *dv.SHARED_MODULES]
+    assert [f["dest"].rsplit("/", 1)[-1] for f in files[1:]] == ["dl_verify_probe.py", *dv.SHARED_MODULES]
+    assert all(f["dest"].startswith("{{ __dl_verify_lib_dir }}/") for f in files[1:])
+    assert [p.name for p in SHARED] == list(dv.SHARED_MODULES) and dv.shared_dir() == SHARED[0].parent
 
 
 def test_quick_and_config_only_exclude_each_other(node: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -770,6 +783,10 @@ def test_probe_path_prefers_the_installed_layout(tmp_path: Path, monkeypatch: py
     (tmp_path / "lib" / "dl-verify" / "dl_verify_probe.py").write_text("")
     monkeypatch.setattr(dv, "__file__", str(tmp_path / "bin" / "dl-verify"))
     assert dv.probe_path(None) == tmp_path / "lib" / "dl-verify" / "dl_verify_probe.py"
+    # the shared modules likewise: beside the probe once the role has put them there
+    assert dv.shared_dir() != tmp_path / "lib" / "dl-verify"
+    (tmp_path / "lib" / "dl-verify" / "dlstack_as_user.py").write_text("")
+    assert dv.shared_dir() == tmp_path / "lib" / "dl-verify"
 
 
 # --- users -------------------------------------------------------------------------------------

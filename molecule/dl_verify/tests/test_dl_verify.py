@@ -4,6 +4,7 @@ user's Theano process loads is writable to a user."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -31,11 +32,15 @@ def checks(part: dict) -> dict:
     return {c["id"]: c for c in part["checks"]}
 
 
-def test_script_and_probe_installed(host) -> None:
+def test_script_probe_and_shared_modules_installed(host) -> None:
     script = host.file("/usr/local/bin/dl-verify")
     assert script.user == "root" and script.mode == 0o755
-    probe = host.file("/usr/local/lib/dl-verify/dl_verify_probe.py")
-    assert probe.user == "root" and probe.mode == 0o644
+    repo = Path(__file__).resolve().parents[3]
+    for name in ("dl_verify_probe.py", "dlstack_as_user.py"):
+        installed = host.file(f"/usr/local/lib/dl-verify/{name}")
+        assert installed.user == "root" and installed.mode == 0o644, name
+        source = repo / ("roles/dl_verify/files" if name == "dl_verify_probe.py" else "plugins/module_utils") / name
+        assert installed.sha256sum == hashlib.sha256(source.read_bytes()).hexdigest(), name
 
 
 def test_the_node_and_every_user_on_every_node_passed(results: dict) -> None:

@@ -99,7 +99,7 @@ import stat as stat_mod
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.dl_user_config_as_user import SwitchError, run_as_user
+from ansible.module_utils.dlstack_as_user import SwitchError, run_as_user
 
 
 class Refused(Exception):

@@ -200,7 +200,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.dl_user_config_as_user import SwitchError, run_as_user
+from ansible.module_utils.dlstack_as_user import SwitchError, run_as_user
 
 PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
 MAX_READ = 1 << 20

@@ -122,7 +122,7 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.dl_user_config_as_user import SwitchError, command_as_user, run_as_user
+from ansible.module_utils.dlstack_as_user import SwitchError, run_as_user, run_command
 
 MARKER = ".dlstack-seed.json"
 MODULE_NAME = re.compile(r"^tmp[A-Za-z0-9_]+$")
@@ -302,18 +302,17 @@ def build_template(item: dict[str, Any], seed_dir: str, seed_user: str, warmup: 
                    "LOGNAME": seed_user, "PATH": PATH, "LANG": "C.UTF-8",
                    "THEANO_FLAGS": f"base_compiledir={os.path.join(staging, 'compile')}"}
         try:
-            rc, out, err = command_as_user(seed_user, account.pw_uid, account.pw_gid,
-                                           [str(item["python"]), os.path.join(staging, "warmup.py")],
-                                           environ, staging, timeout)
+            done = run_command([str(item["python"]), os.path.join(staging, "warmup.py")], timeout, env=environ,
+                               cwd=staging, as_user=(seed_user, account.pw_uid, account.pw_gid))
         except (OSError, subprocess.SubprocessError) as exc:
             raise SeedError(f"cannot run {item['python']} as {seed_user}: {exc}") from None
-        if rc is None:
+        if done.timed_out:
             raise SeedError(f"the warm-up in {env} timed out after {timeout:g} s")
         try:
-            result = json.loads(out.strip().splitlines()[-1])
+            result = json.loads(done.out.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            tail = " ".join(err.strip().splitlines()[-3:])[-400:]
-            raise SeedError(f"the warm-up in {env} printed no result (exit {rc}): {tail}") from None
+            tail = " ".join(done.err.strip().splitlines()[-3:])[-400:]
+            raise SeedError(f"the warm-up in {env} printed no result (exit {done.rc}): {tail}") from None
         if result.get("error"):
             raise SeedError(f"the warm-up in {env} failed: {result['error']}")
         modules = [m for m in result.get("modules") or [] if MODULE_NAME.match(str(m))]
