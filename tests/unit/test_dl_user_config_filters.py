@@ -302,15 +302,6 @@ def test_path_errors_refuse_directories_of_another_uid() -> None:
     assert duc.path_errors(paths, dirs[:1], passwd) == []
 
 
-@pytest.mark.parametrize(("text", "version"), [
-    ("#define CUDNN_MAJOR 9\n#define CUDNN_MINOR 3\n#define CUDNN_PATCHLEVEL 0\n", "9.3.0"),
-    ("#define CUDNN_MAJOR      7\n# define CUDNN_MINOR 6\n#define CUDNN_PATCHLEVEL 5\n#define CUDNN_VERSION (x)", "7.6.5"),
-    ("#define CUDNN_MAJOR 8\n", ""), ("", ""), (None, ""),
-])
-def test_cudnn_from_header(text: str | None, version: str) -> None:
-    assert duc.cudnn_from_header(text) == version
-
-
 def test_account_errors() -> None:
     users = effective([{"name": "alice"}, {"name": "dave"}, {"name": "erin", "create": True}])
     assert duc.account_errors(users, {"alice": ["x", "1000"]}) == [

@@ -21,7 +21,8 @@ SCRIPT = REPO / "roles" / "dl_verify" / "files" / "dl-verify"
 PROBE = SCRIPT.with_name("dl_verify_probe.py")
 PROBE_SOURCE = PROBE.read_text()
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "dl_verify"
-SHARED = [REPO / "plugins" / "module_utils" / name for name in ("dlstack_as_user.py",)]
+CUDNN_HEADERS = FIXTURES.parent / "cudnn"  # the shared parser's (tests/unit/test_dlstack_cudnn.py)
+SHARED = [REPO / "plugins" / "module_utils" / name for name in ("dlstack_as_user.py", "dlstack_cudnn.py")]
 
 
 def _load() -> ModuleType:
@@ -39,6 +40,10 @@ dv = _load()
 
 def fixture(name: str) -> str:
     return (FIXTURES / name).read_text()
+
+
+def cudnn_header(name: str) -> str:
+    return (CUDNN_HEADERS / name).read_text()
 
 
 def write_exe(path: Path, body: str) -> Path:
@@ -128,12 +133,6 @@ def test_parse_proc_driver_version(name: str, version: str) -> None:
 
 def test_parse_proc_driver_version_garbage() -> None:
     assert dv.parse_proc_driver_version("GCC version:  gcc version 12.2.0\n") is None
-
-
-@pytest.mark.parametrize(("name", "version"), [("cudnn-7.6.5.h", "7.6.5"), ("cudnn_version-8.9.7.h", "8.9.7"),
-                                               ("cudnn_version-9.3.0.h", "9.3.0"), ("cudnn-8-umbrella.h", None)])
-def test_parse_cudnn_header(name: str, version: str | None) -> None:
-    assert dv.parse_cudnn_header(fixture(name)) == version
 
 
 @pytest.mark.parametrize(("found", "expected", "ok"), [("12.5.1", "12.5", True), ("12.5.1", "12", True),
@@ -326,11 +325,11 @@ def test_cuda_dangling_link_and_empty_root(node: Path) -> None:
 
 def test_cudnn_found_in_toolkit_and_system(node: Path) -> None:
     local = cuda_tree(node)
-    (local / "cuda-12.5" / "include" / "cudnn_version.h").write_text(fixture("cudnn_version-8.9.7.h"))
-    (local / "cuda-12.5" / "include" / "cudnn.h").write_text(fixture("cudnn-8-umbrella.h"))
+    (local / "cuda-12.5" / "include" / "cudnn_version.h").write_text(cudnn_header("cudnn_version-8.9.7.h"))
+    (local / "cuda-12.5" / "include" / "cudnn.h").write_text(cudnn_header("cudnn-8-umbrella.h"))
     system = dv.SYSTEM_INCLUDE_DIRS[0]
     system.mkdir(parents=True)
-    (system / "cudnn_version.h").write_text(fixture("cudnn_version-9.3.0.h"))
+    (system / "cudnn_version.h").write_text(cudnn_header("cudnn_version-9.3.0.h"))
     res = dv.check_cudnn(make_ctx(node, {"cudnn_major": 9}))
     assert [f["version"] for f in res.data["found"]] == ["8.9.7", "9.3.0"]  # toolkit link seen once
     assert res.status == "pass"
@@ -343,7 +342,7 @@ def test_cudnn_old_header_and_none(node: Path) -> None:
     assert dv.check_cudnn(make_ctx(node, {"cudnn_major": 9})).status == "fail"
     system = dv.SYSTEM_INCLUDE_DIRS[0]
     system.mkdir(parents=True)
-    (system / "cudnn.h").write_text(fixture("cudnn-7.6.5.h"))
+    (system / "cudnn.h").write_text(cudnn_header("cudnn-7.6.5.h"))
     res = dv.check_cudnn(make_ctx(node))
     assert res.status == "pass" and res.data["found"] == [{"path": str(system / "cudnn.h"), "version": "7.6.5"}]
 
@@ -820,7 +819,7 @@ def healthy_node(root: Path) -> list[str]:
     fake_smi(root, "nvidia-smi-8xh100.csv")
     dv.PROC_DRIVER_VERSION.parent.mkdir()
     dv.PROC_DRIVER_VERSION.write_text(fixture("proc-version-580-open.txt"))
-    (cuda_tree(root) / "cuda-12.5" / "include" / "cudnn_version.h").write_text(fixture("cudnn_version-9.3.0.h"))
+    (cuda_tree(root) / "cuda-12.5" / "include" / "cudnn_version.h").write_text(cudnn_header("cudnn_version-9.3.0.h"))
     write_keras_json(root / "home" / ".keras")
     (root / "home" / ".theanorc").write_text("[global]\ndevice = cuda0\nfloatX = float32\n")
     envs = [{"name": "keras2-theano", "backends": ["theano"],

@@ -36,7 +36,7 @@ def test_script_probe_and_shared_modules_installed(host) -> None:
     script = host.file("/usr/local/bin/dl-verify")
     assert script.user == "root" and script.mode == 0o755
     repo = Path(__file__).resolve().parents[3]
-    for name in ("dl_verify_probe.py", "dlstack_as_user.py"):
+    for name in ("dl_verify_probe.py", "dlstack_as_user.py", "dlstack_cudnn.py"):
         installed = host.file(f"/usr/local/lib/dl-verify/{name}")
         assert installed.user == "root" and installed.mode == 0o644, name
         source = repo / ("roles/dl_verify/files" if name == "dl_verify_probe.py" else "plugins/module_utils") / name

@@ -9,10 +9,20 @@ from __future__ import annotations
 import base64
 import fnmatch
 import re
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+
+# cuDNN's header is parsed by the project's one parser, plugins/module_utils/dlstack_cudnn.py
+# (dl-verify runs it on the node too): Ansible lets modules only import custom module_utils,
+# so the filter finds the folder by its path in the repository
+_SHARED = str(Path(__file__).resolve().parents[3] / "plugins" / "module_utils")
+if _SHARED not in sys.path:
+    sys.path.append(_SHARED)
+import dlstack_cudnn  # noqa: E402
 
 _CUDNN_RE = re.compile(r"^\d+\.\d+\.\d+(?:\.\d+)?$")
 _CUDA_RE = re.compile(r"^(\d+)\.(\d+)$")
@@ -24,7 +34,6 @@ _ARCHIVE_RE = re.compile(
     r"\.(?P<ext>tar\.xz|tar\.gz|tgz)$")
 _ARCHIVE_KEYS = {"src", "url", "sha256", "cuda_major"}
 _TF_KEYS = {"name", "tensorflow", "pip_cuda_wheels"}
-_HEADER_RE = re.compile(r"^\s*#\s*define\s+CUDNN_(MAJOR|MINOR|PATCHLEVEL)\s+(\d+)", re.M)
 
 
 def cudnn_archive_name(archive: Any) -> str:
@@ -243,16 +252,6 @@ def _tf_env_errors(envs: Any) -> list[str]:
     return errors
 
 
-def cudnn_version_from_header(text: Any) -> str:
-    """cuDNN version 'X.Y.Z' from the CUDNN_MAJOR/MINOR/PATCHLEVEL defines of cudnn_version.h, or ''."""
-    if not isinstance(text, str):
-        return ""
-    parts = dict(_HEADER_RE.findall(text))
-    if "MAJOR" not in parts or "MINOR" not in parts:
-        return ""
-    return f"{parts['MAJOR']}.{parts['MINOR']}.{parts.get('PATCHLEVEL', '0')}"
-
-
 def cudnn_version_matches(found: Any, wanted: Any) -> bool:
     """Whether a header version ('9.3.0') is the wanted cudnn_version ('9.3.0' or '9.3.0.75')."""
     if not found or not wanted:
@@ -348,7 +347,7 @@ def cudnn_installed_list(results: Any, method: str) -> list[dict[str, str]]:
             text = base64.b64decode(result["content"]).decode("utf-8", errors="replace")
         installed.append({
             "cuda": str(result.get("item", "")),
-            "version": cudnn_version_from_header(text),
+            "version": dlstack_cudnn.cudnn_header_version(text),
             "header": str(result.get("source") or (result.get("invocation") or {}).get("module_args", {}).get("src", "")),
             "method": method,
         })
@@ -393,7 +392,7 @@ class FilterModule:
             "cudnn_repo_selection": cudnn_repo_selection,
             "cudnn_cuda_releases": cudnn_cuda_releases,
             "cudnn_preflight": cudnn_preflight,
-            "cudnn_version_from_header": cudnn_version_from_header,
+            "cudnn_version_from_header": dlstack_cudnn.cudnn_header_version,
             "cudnn_version_matches": cudnn_version_matches,
             "cudnn_madison_versions": cudnn_madison_versions,
             "cudnn_select_version": cudnn_select_version,

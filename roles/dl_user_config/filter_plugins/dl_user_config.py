@@ -21,10 +21,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+
+# cuDNN's header is parsed by the project's one parser, plugins/module_utils/dlstack_cudnn.py
+# (the cudnn role and dl-verify read it too): Ansible lets modules only import custom
+# module_utils, so the filter finds the folder by its path in the repository
+_SHARED = str(Path(__file__).resolve().parents[3] / "plugins" / "module_utils")
+if _SHARED not in sys.path:
+    sys.path.append(_SHARED)
+import dlstack_cudnn  # noqa: E402
 
 KERAS_FIELDS: dict[str, tuple[str, ...] | None] = {
     "backend": ("tensorflow", "theano", "cntk", "jax", "torch", "numpy", "openvino"),
@@ -437,17 +447,6 @@ def public_envs(envs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             for e in envs if e.get("exists")]
 
 
-def cudnn_from_header(text: str | None) -> str:
-    """The cuDNN version (``'9.3.0'``) from the text of cudnn_version.h, '' when absent."""
-    found = {}
-    for part in ("MAJOR", "MINOR", "PATCHLEVEL"):
-        match = re.search(rf"^\s*#\s*define\s+CUDNN_{part}\s+(\d+)", text or "", re.MULTILINE)
-        if not match:
-            return ""
-        found[part] = match.group(1)
-    return "{MAJOR}.{MINOR}.{PATCHLEVEL}".format(**found)
-
-
 SEED_KERAS = ("floatx", "epsilon", "image_data_format")
 
 
@@ -564,7 +563,7 @@ class FilterModule:
             "dl_user_config_dir_is": dir_is,
             "dl_user_config_passwd_entry": passwd_entry,
             "dl_user_config_public_envs": public_envs,
-            "dl_user_config_cudnn_from_header": cudnn_from_header,
+            "dl_user_config_cudnn_from_header": dlstack_cudnn.cudnn_header_version,
             "dl_user_config_theano_profile": theano_profile,
             "dl_user_config_theano_seed_plan": theano_seed_plan,
             "dl_user_config_theano_seed_errors": theano_seed_errors,
