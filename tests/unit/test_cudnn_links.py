@@ -3,27 +3,18 @@ unpacked cuDNN archive into a CUDA release), on temporary directory trees."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from plugin_loader import load_by_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cudnn_links", ROOT / "roles" / "cudnn" / "library" / "cudnn_links.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cl = _load()
+cl = load_by_path("cudnn_links", ROOT / "roles" / "cudnn" / "library" / "cudnn_links.py")
 LIBS = ["libcudnn*"]
 
 

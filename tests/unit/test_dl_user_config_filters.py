@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from plugin_loader import load_by_path
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "dl_user_config"
-_spec = importlib.util.spec_from_file_location("dl_user_config_filters", ROLE / "filter_plugins" / "dl_user_config.py")
-assert _spec and _spec.loader
-duc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(duc)
+duc = load_by_path("dl_user_config_filters", ROLE / "filter_plugins" / "dl_user_config.py")
 
 DEFAULTS: dict[str, Any] = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())["dl_user_config_defaults"]
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import platform
@@ -11,10 +9,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from plugin_loader import load_by_path
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "roles" / "dl_verify" / "files" / "dl-verify"
@@ -25,17 +23,7 @@ CUDNN_HEADERS = FIXTURES.parent / "cudnn"  # the shared parser's (tests/unit/tes
 SHARED = [REPO / "plugins" / "module_utils" / name for name in ("dlstack_as_user.py", "dlstack_cudnn.py")]
 
 
-def _load() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("dl_verify", str(SCRIPT))
-    spec = importlib.util.spec_from_loader("dl_verify", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dl_verify"] = module  # dataclasses look their module up
-    loader.exec_module(module)
-    return module
-
-
-dv = _load()
+dv = load_by_path("dl_verify", SCRIPT)
 
 
 def fixture(name: str) -> str:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from plugin_loader import load_by_path
 
-_path = Path(__file__).resolve().parents[2] / "roles" / "dl_verify" / "filter_plugins" / "dl_verify.py"
-_spec = importlib.util.spec_from_file_location("dl_verify_filters", _path)
-assert _spec and _spec.loader
-dv = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(dv)
+dv = load_by_path("dl_verify_filters", Path(__file__).resolve().parents[2] / "roles" / "dl_verify" / "filter_plugins" / "dl_verify.py")
 
 ENVS = [{"name": "keras2-theano", "backends": ["theano"]}, {"name": "keras3-tf", "backends": ["tensorflow", "jax"]}]
 ALICE = {"name": "alice", "keras": {"backend": "theano", "floatx": "float32", "epsilon": 1e-7,

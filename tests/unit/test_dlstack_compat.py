@@ -8,32 +8,23 @@ fails here instead of being read back.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from plugin_loader import load_by_path
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "plugins" / "filter" / "dlstack_compat.py"
 COMPAT_MD = REPO / "docs" / "compat.md"
 
 
-def _load_plugin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("dlstack_compat_under_test", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-dc = _load_plugin()
+dc = load_by_path("dlstack_compat_under_test", PLUGIN)
 
 
 def _md_table(heading: str) -> list[list[str]]:

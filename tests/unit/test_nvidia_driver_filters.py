@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from plugin_loader import load_by_path
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "roles" / "nvidia_driver" / "filter_plugins" / "nvidia_driver.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nvidia_driver_filters", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-f = _load()
+f = load_by_path("nvidia_driver_filters", PLUGIN)
 
 # What the role passes for Debian 12 (vars/main.yml, vars/Debian_12.yml).
 OFFERS_DEBIAN12: dict[str, Any] = {

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.machinery
-import importlib.util
 import io
 import json
 import shutil
 import subprocess
 import tarfile
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from plugin_loader import load_by_path
 
 REPO = Path(__file__).resolve().parents[2]
 BUILDER = REPO / "tests" / "fixtures" / "nvidia_repo" / "build"
@@ -28,16 +26,7 @@ BUILDER = REPO / "tests" / "fixtures" / "nvidia_repo" / "build"
 needs_gpg = pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed")
 
 
-def _load() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("nvidia_repo_build", str(BUILDER))
-    spec = importlib.util.spec_from_loader("nvidia_repo_build", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-b = _load()
+b = load_by_path("nvidia_repo_build", BUILDER)
 
 SMALL_SPEC = {
     "origin": "NVIDIA",

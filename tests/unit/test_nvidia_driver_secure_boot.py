@@ -7,15 +7,14 @@ the MOK lists as EFI_SIGNATURE_LIST structures, so that the parsing is exercised
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from plugin_loader import load_by_path
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_PATH = REPO / "roles" / "nvidia_driver" / "library" / "nvidia_secure_boot_facts.py"
@@ -30,15 +29,7 @@ CERT_A = bytes.fromhex("3082010a0282010100") + b"dlstack test certificate A" * 4
 CERT_B = bytes.fromhex("3082010a0282010100") + b"dlstack test certificate B" * 4
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nvidia_secure_boot_facts", MODULE_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-mod = _load()
+mod = load_by_path("nvidia_secure_boot_facts", MODULE_PATH)
 
 
 def esl(sig_type: bytes, entries: list[bytes], header: bytes = b"") -> bytes:

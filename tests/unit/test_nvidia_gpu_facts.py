@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import plugin_loader
 import pytest
+from plugin_loader import load_by_path
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_PATH = REPO / "plugins" / "modules" / "nvidia_gpu_facts.py"
@@ -28,15 +27,7 @@ HGX_NVSWITCH_ADDRESSES = ["0000:05:00.0", "0000:06:00.0", "0000:07:00.0", "0000:
 SMI_ERROR = (FIXTURES / "nvidia_smi" / "no_driver_rc9.txt").read_text()
 
 
-def _load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nvidia_gpu_facts", MODULE_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-mod = _load_module()
+mod = load_by_path("nvidia_gpu_facts", MODULE_PATH)
 
 
 def sysfs(host: str) -> str:

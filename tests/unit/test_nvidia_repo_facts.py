@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from plugin_loader import load_by_path
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "nvidia_repo"
@@ -30,20 +31,8 @@ STATUSES = {"confirmed", "inferred", "assumed", "absent"}
 needs_gpg = pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed")
 
 
-def _script(name: str) -> Any:
-    from importlib.machinery import SourceFileLoader
-    from importlib.util import module_from_spec, spec_from_loader
-
-    loader = SourceFileLoader(f"nvidia_repo_{name}", str(FIXTURE / name))
-    spec = spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-generate = _script("generate")
-build = _script("build")
+generate = load_by_path("nvidia_repo_generate", FIXTURE / "generate")
+build = load_by_path("nvidia_repo_build", FIXTURE / "build")
 
 
 def _walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -285,17 +274,7 @@ def test_the_fabric_manager_names_follow_the_facts() -> None:
 # branch up to 580 and drop it from 590 (the guide's rename table), Ubuntu's archive uses the
 # -server builds.
 
-def _load_filters() -> Any:
-    from importlib.util import module_from_spec, spec_from_file_location
-
-    spec = spec_from_file_location("nvidia_driver_filters_facts", ROOT / "roles" / "nvidia_driver" / "filter_plugins" / "nvidia_driver.py")
-    assert spec is not None and spec.loader is not None
-    module = module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-nd = _load_filters()
+nd = load_by_path("nvidia_driver_filters_facts", ROOT / "roles" / "nvidia_driver" / "filter_plugins" / "nvidia_driver.py")
 UBUNTU_VARS = yaml.safe_load((ROOT / "roles" / "nvidia_driver" / "vars" / "Ubuntu.yml").read_text(encoding="utf-8"))
 
 

@@ -27,19 +27,7 @@ w = load_by_path("python_envs_wheel", WHEEL_UTILS)
 pb = load_by_path("python_envs_python_build", ROLE / "library" / "python_envs_python_build.py")
 
 
-def _relock() -> Any:
-    from importlib.machinery import SourceFileLoader
-    from importlib.util import module_from_spec, spec_from_loader
-
-    loader = SourceFileLoader("relock", str(REPO / "files" / "python_envs" / "relock"))
-    spec = spec_from_loader("relock", loader)
-    assert spec is not None
-    module = module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-relock = _relock()
+relock = load_by_path("relock", REPO / "files" / "python_envs" / "relock")
 
 
 def _tar_xz(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:

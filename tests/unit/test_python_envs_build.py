@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -19,10 +18,10 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from plugin_loader import load_by_path
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "roles" / "python_envs" / "library" / "python_env_build.py"
@@ -30,15 +29,7 @@ ME = getpass.getuser()
 H1, H2, H3 = "1" * 64, "2" * 64, "3" * 64
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("python_env_build", MODULE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-m = _load()
+m = load_by_path("python_env_build", MODULE)
 LOCK = (f"# a lock\nsix==1.17.0 \\\n    --hash=sha256:{H1}\nnumpy==1.23.5 \\\n    --hash=sha256:{H2} \\\n"
         f"    --hash=sha256:{H3}  # pinned\n")
 UV = "/opt/dlstack/tools/uv/bin/uv"

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from plugin_loader import load_by_path
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "roles" / "python_envs" / "filter_plugins" / "python_envs.py"
 LOCKS = REPO / "roles" / "python_envs" / "files" / "locks"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("python_envs_filters", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-f = _load()
+f = load_by_path("python_envs_filters", PLUGIN)
 
 PY311 = {"rc": 0, "executable": "/usr/bin/python3.11", "version": "3.11", "implementation": "cpython",
          "machine": "x86_64", "libc": ["glibc", "2.36"]}

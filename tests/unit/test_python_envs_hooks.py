@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections.abc
-import importlib.util
 import os
 import subprocess
 import sys
@@ -12,16 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from plugin_loader import load_by_path
 
 HOOKS = Path(__file__).resolve().parents[2] / "roles" / "python_envs" / "files" / "hooks"
 
 
 def load(name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(f"test_{name}", HOOKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_by_path(f"test_{name}", HOOKS / f"{name}.py")
 
 
 def test_collections_compat_adds_only_missing_aliases() -> None:
