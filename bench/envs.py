@@ -145,7 +145,8 @@ def build(work: Path, installer: str, env: str, source: str, run: int) -> dict[s
     extra = json.dumps({"args": args, "env": environ, "out": str(out)})
     started = time.monotonic()
     sh(["ansible-playbook", "-i", str(work / "inventory.yml"), str(work / "play.yml"), "-e", extra],
-       env=dict(os.environ, ANSIBLE_LIBRARY=str(work / installer), ANSIBLE_HOST_KEY_CHECKING="False"))
+       env=dict(os.environ, ANSIBLE_LIBRARY=str(work / installer), ANSIBLE_MODULE_UTILS=str(ROLE / "module_utils"),
+                ANSIBLE_HOST_KEY_CHECKING="False"))
     wall = time.monotonic() - started
     result = json.loads(out.read_text())
     node("rm", "-rf", root, cache)

@@ -22,7 +22,8 @@ from plugin_loader import load_by_path, load_module_utils, run_module
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "python_envs"
 WHEEL_UTILS = ROLE / "module_utils" / "python_envs_wheel.py"
-load_module_utils(WHEEL_UTILS)
+DIGEST = ROLE / "module_utils" / "python_envs_digest.py"
+load_module_utils(WHEEL_UTILS, DIGEST)
 w = load_by_path("python_envs_wheel", WHEEL_UTILS)
 pb = load_by_path("python_envs_python_build", ROLE / "library" / "python_envs_python_build.py")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugin_loader import load_by_path
+from plugin_loader import load_by_path, load_module_utils, run_module
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "roles" / "python_envs" / "library" / "python_env_build.py"
@@ -29,6 +29,8 @@ ME = getpass.getuser()
 H1, H2, H3 = "1" * 64, "2" * 64, "3" * 64
 
 
+DIGEST = REPO / "roles" / "python_envs" / "module_utils" / "python_envs_digest.py"
+load_module_utils(DIGEST)
 m = load_by_path("python_env_build", MODULE)
 LOCK = (f"# a lock\nsix==1.17.0 \\\n    --hash=sha256:{H1}\nnumpy==1.23.5 \\\n    --hash=sha256:{H2} \\\n"
         f"    --hash=sha256:{H3}  # pinned\n")
@@ -449,10 +451,7 @@ def test_real_uv_build_checks_every_file_against_the_lock(tmp_path: Path) -> Non
 
 
 def _module(args: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    path = tmp_path / "args.json"
-    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    proc = subprocess.run([sys.executable, str(MODULE), str(path)], capture_output=True, text=True, check=False)
-    return json.loads(proc.stdout)
+    return run_module(MODULE, tmp_path, args, (DIGEST,))[1]
 
 
 def test_module_rejects_a_bad_name(tmp_path: Path) -> None:

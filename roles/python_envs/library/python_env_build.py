@@ -182,6 +182,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.python_envs_digest import sha256_of
 
 FORMAT = 1
 STAMP = ".dlstack-env.json"
@@ -418,15 +419,6 @@ def distribution_of(filename: str) -> tuple[str, str] | None:
             name, version = filename[: -len(suffix)].rsplit("-", 1)
             return normalize(name), version
     return None
-
-
-def sha256_of(path: str) -> str:
-    """The sha256 of a file, read in blocks."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def file_with_digest(dirs: list[str], pin: str, digest: str) -> str | None:

@@ -104,7 +104,6 @@ seconds:
   type: float
 """
 
-import hashlib
 import os
 import re
 import shutil
@@ -114,6 +113,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.python_envs_digest import sha256_of
 
 # Compiled modules of the standard library that must import (each needs a -dev package).
 MODULES = ("ssl", "sqlite3", "ctypes", "lzma", "bz2", "zlib", "readline", "curses", "uuid", "dbm.gnu",
@@ -125,15 +125,6 @@ Runner = Callable[..., "tuple[int, str, str]"]
 
 class BuildError(Exception):
     """A step failed; the message says which and why."""
-
-
-def sha256_of(path: str) -> str:
-    """sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def prefix_of(configure: list[str]) -> str:
