@@ -27,17 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchlib import ROOT, heading, podman_exec, publish, remove_containers, sh
+
 ROLE = ROOT / "roles" / "python_envs"
 NODE = "envs-bench-node"
 IMAGE = "localhost/dlstack/debian:12"
@@ -61,17 +60,9 @@ PLAY = """
 """
 
 
-def sh(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run a command; fail loudly."""
-    done = subprocess.run(cmd, text=True, capture_output=True, check=False, **kwargs)
-    if done.returncode != 0:
-        sys.exit(f"bench: {' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return done
-
-
 def node(*cmd: str) -> str:
     """Run a command on the node."""
-    return sh(["podman", "exec", NODE, *cmd]).stdout
+    return podman_exec(NODE, *cmd)
 
 
 def lock_text(names: list[str]) -> str:
@@ -89,7 +80,7 @@ def lock_text(names: list[str]) -> str:
 
 def prepare(work: Path, base: str) -> None:
     """Start the node, give it the wheelhouse and uv, and the base commit's module."""
-    subprocess.run(["podman", "rm", "-f", NODE], capture_output=True, check=False)
+    remove_containers(NODE)
     sh(["podman", "run", "-d", "--name", NODE, IMAGE, "sleep", "infinity"])
     node("sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv "
          "ca-certificates > /dev/null")
@@ -194,13 +185,9 @@ def main() -> int:
                             print(json.dumps(results[-1]), flush=True)
         finally:
             if not options.keep:
-                subprocess.run(["podman", "rm", "-f", NODE], capture_output=True, check=False)
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    report = (f"Env build benchmark on {platform.node()} ({os.cpu_count()} cores), {stamp}, "
-              f"{options.reps} paired runs, base {options.base}\n\n{table(results)}\n")
-    print(report)
-    if options.out:
-        options.out.write_text(report)
+                remove_containers(NODE)
+    publish(f"{heading('Env build benchmark')}, {options.reps} paired runs, base {options.base}\n\n{table(results)}\n",
+            options.out)
     return 0
 
 

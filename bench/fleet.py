@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
-import resource
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchlib import ROOT, children_cpu, du_bytes, heading, node_cpu, publish, run_logged
+
 WORK = ROOT / ".cache" / "bench"
 IMAGE = "localhost/dlstack/debian:12-sshd"
 FIRST_PORT = 2301
@@ -60,50 +58,12 @@ class Result:
     floor_wall: float
 
 
-def run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
-    """Run a command, log its output, fail loudly; return (seconds, output)."""
-    start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-    seconds = time.monotonic() - start
-    log.write_text(proc.stdout)
-    if proc.returncode != 0:
-        sys.exit(f"bench: {' '.join(cmd)} failed (exit {proc.returncode}); see {log}")
-    return seconds, proc.stdout
-
-
 def converge(inv: Path, extra: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
     """What `scripts/demo` runs: the wheelhouse, then site.yml; (seconds, both outputs)."""
-    first, out1 = run(["ansible-playbook", "-i", str(inv), "playbooks/wheelhouse.yml", *extra], env,
-                      log.with_name(log.name + "-wheelhouse.log"))
-    second, out2 = run(["ansible-playbook", "-i", str(inv), "site.yml", *extra], env, log.with_name(log.name + "-site.log"))
+    first, out1 = run_logged(["ansible-playbook", "-i", str(inv), "playbooks/wheelhouse.yml", *extra], env,
+                             log.with_name(log.name + "-wheelhouse.log"))
+    second, out2 = run_logged(["ansible-playbook", "-i", str(inv), "site.yml", *extra], env, log.with_name(log.name + "-site.log"))
     return first + second, out1 + out2
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def node_cpu(names: list[str]) -> float:
-    """CPU seconds the named containers have used, from their cgroups."""
-    total = 0.0
-    for name in names:
-        path = subprocess.run(["podman", "inspect", "--format", "{{.State.CgroupPath}}", name],
-                              text=True, capture_output=True, check=True).stdout.strip()
-        for candidate in (Path("/sys/fs/cgroup/cpuacct") / path.lstrip("/") / "cpuacct.usage",
-                          Path("/sys/fs/cgroup") / path.lstrip("/") / "cpu.stat"):
-            if candidate.name == "cpuacct.usage" and candidate.exists():
-                total += int(candidate.read_text()) / 1e9
-                break
-            if candidate.name == "cpu.stat" and candidate.exists():
-                stat = dict(line.split() for line in candidate.read_text().splitlines())
-                total += int(stat["usage_usec"]) / 1e6
-                break
-    return total
-
-
-def du_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
 def write_inventory(size: int, inv: Path, new_users: tuple[str, ...] = ()) -> None:
@@ -139,8 +99,8 @@ def bench(size: int, keep: bool) -> Result:
     wheelhouse = cache / "wheelhouse"
     extra = ["-e", f"dl_verify_report_dir={base / 'reports'}"]
     names = [f"dlstack-demo-node{i:02d}" for i in range(1, size + 1)]
-    run(["scripts/demo", "down"], env, base / "down0.log")
-    run(["scripts/demo", "up"], env, base / "up.log")
+    run_logged(["scripts/demo", "down"], env, base / "down0.log")
+    run_logged(["scripts/demo", "up"], env, base / "up.log")
     try:
         cpu0, node0, bytes0 = children_cpu(), node_cpu(names), du_bytes(cache / "apt-cacher-ng") + du_bytes(wheelhouse)
         first_wall, _ = converge(inv, extra, env, base / "first")
@@ -153,11 +113,11 @@ def bench(size: int, keep: bool) -> Result:
         # the files on every node; the first verifies at add_user's default level (config),
         # the second imports the frameworks in each env (dl_verify_level=quick)
         write_inventory(size, inv, NEW_USERS)
-        add_wall, _ = run(["ansible-playbook", "-i", str(inv), "playbooks/add_user.yml", "-e", f"user={NEW_USERS[0]}",
-                           *extra], env, base / "add_user.log")
-        add_quick_wall, _ = run(["ansible-playbook", "-i", str(inv), "playbooks/add_user.yml", "-e", f"user={NEW_USERS[1]}",
-                                 "-e", "dl_verify_level=quick", *extra], env, base / "add_user-quick.log")
-        floor_wall, _ = run(["ansible-playbook", "-i", str(inv), "bench/module_floor.yml"], env, base / "module_floor.log")
+        add_wall, _ = run_logged(["ansible-playbook", "-i", str(inv), "playbooks/add_user.yml", "-e", f"user={NEW_USERS[0]}",
+                                  *extra], env, base / "add_user.log")
+        add_quick_wall, _ = run_logged(["ansible-playbook", "-i", str(inv), "playbooks/add_user.yml", "-e", f"user={NEW_USERS[1]}",
+                                        "-e", "dl_verify_level=quick", *extra], env, base / "add_user-quick.log")
+        floor_wall, _ = run_logged(["ansible-playbook", "-i", str(inv), "bench/module_floor.yml"], env, base / "module_floor.log")
     finally:
         if not keep:
             subprocess.run(["scripts/demo", "down"], cwd=ROOT, env=env, capture_output=True, check=False)
@@ -166,8 +126,7 @@ def bench(size: int, keep: bool) -> Result:
 
 def table(results: list[Result]) -> str:
     lines = [
-        f"Fleet benchmark on {platform.node()} ({os.cpu_count()} cores, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB), {time.strftime('%Y-%m-%d')}",
+        heading("Fleet benchmark"),
         "",
         "| nodes | first converge (s) | controller CPU (s) | nodes CPU (s) | from outside (MB) | no-change re-run (s) "
         "| re-run changed | add_user (s) | add_user, quick verify (s) | 4 bare module runs (s) |",
@@ -207,11 +166,7 @@ def main() -> int:
         print(f"bench: {size} node(s) ...", flush=True)
         results.append(bench(size, args.keep and size == sizes[-1]))
         print(table(results[-1:]).splitlines()[-1], flush=True)
-    text = table(results)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    publish(table(results), args.out)
     return 0
 
 

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchlib import du_bytes, heading, podman_exec, project_env, publish, remove_containers, sh
+
 IMAGE = "localhost/dlstack/debian:13"
 PREFIX = "envs-ibench"
 SOURCE_URL = "http://deb.debian.org/debian/pool/main/p/python3.11/python3.11_3.11.2.orig.tar.gz"
@@ -45,29 +43,14 @@ PLAY = """
 """
 
 
-def sh(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run a command; fail loudly."""
-    done = subprocess.run(cmd, text=True, capture_output=True, check=False, **kwargs)
-    if done.returncode != 0:
-        sys.exit(f"bench: {' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return done
-
-
-def du(path: Path) -> int:
-    """Bytes of the files under ``path``."""
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
-
-
 def node_apt_bytes(name: str) -> int:
     """Bytes of the .deb files APT fetched on a node."""
-    out = sh(["podman", "exec", name, "sh", "-c", "du -sb /var/cache/apt/archives | cut -f1"]).stdout
-    return int(out.strip() or 0)
+    return int(podman_exec(name, "sh", "-c", "du -sb /var/cache/apt/archives | cut -f1").strip() or 0)
 
 
 def playbook(work: Path, extra: list[str]) -> tuple[float, str]:
     """ansible-playbook on the fleet; (seconds, output)."""
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_FILTER_PLUGINS=str(ROOT / "plugins/filter"),
-               ANSIBLE_LIBRARY=str(ROOT / "plugins/modules"), ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
+    env = project_env(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
     started = time.monotonic()
     done = sh(["ansible-playbook", "-i", str(work / "inventory.yml"), str(work / "play.yml"), *extra], env=env)
     return time.monotonic() - started, done.stdout
@@ -76,8 +59,8 @@ def playbook(work: Path, extra: list[str]) -> tuple[float, str]:
 def fleet(size: int, work: Path) -> dict[str, Any]:
     """Measure one fleet size from cold."""
     names = [f"{PREFIX}-{i}" for i in range(1, size + 1)]
+    remove_containers(*names)
     for name in names:
-        subprocess.run(["podman", "rm", "-f", name], capture_output=True, check=False)
         sh(["podman", "run", "-d", "--name", name, IMAGE, "sleep", "infinity"])
         sh(["podman", "exec", name, "rm", "-f", "/etc/apt/apt.conf.d/docker-clean"])
     store = work / f"store-{size}"
@@ -91,8 +74,7 @@ def fleet(size: int, work: Path) -> dict[str, Any]:
     # the base system as a first converge has it (CA, APT), not timed
     common = work / "common.yml"
     common.write_text("- hosts: all\n  gather_facts: true\n  roles: [{role: common}]\n")
-    sh(["ansible-playbook", "-i", str(work / "inventory.yml"), str(common)],
-       env=dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles")))
+    sh(["ansible-playbook", "-i", str(work / "inventory.yml"), str(common)], env=project_env())
     apt_before = {n: node_apt_bytes(n) for n in names}
     first, out = playbook(work, ["--tags", "python_envs_interpreter"])
     section = out.split("TASK [python_envs : Build CPython and package it", 1)[-1].split("TASK [", 1)[0]
@@ -104,12 +86,11 @@ def fleet(size: int, work: Path) -> dict[str, Any]:
     result = {
         "nodes": size, "first": round(first, 1), "builders": builders, "second": round(second, 1),
         "second_changed": changed, "deb_bytes": deb.stat().st_size,
-        "sources_bytes": du(store / "sources"), "pygpu_seconds": pygpu_seconds,
-        "pygpu_bytes": du(store / "local"),
+        "sources_bytes": du_bytes(store / "sources"), "pygpu_seconds": pygpu_seconds,
+        "pygpu_bytes": du_bytes(store / "local"),
         "apt_bytes": {n: node_apt_bytes(n) - apt_before[n] for n in names},
     }
-    for name in names:
-        subprocess.run(["podman", "rm", "-f", name], capture_output=True, check=False)
+    remove_containers(*names)
     return result
 
 
@@ -120,9 +101,8 @@ def _pygpu(work: Path) -> float:
         "- hosts: all\n  gather_facts: false\n  tasks:\n"
         "    - ansible.builtin.include_role: {name: python_envs, tasks_from: plan}\n"
         "    - ansible.builtin.include_role: {name: python_envs, tasks_from: local_wheels}\n")
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_FILTER_PLUGINS=str(ROOT / "plugins/filter"))
     started = time.monotonic()
-    sh(["ansible-playbook", "-i", str(work / "inventory.yml"), str(play)], env=env)
+    sh(["ansible-playbook", "-i", str(work / "inventory.yml"), str(play)], env=project_env())
     return round(time.monotonic() - started, 1)
 
 
@@ -138,8 +118,7 @@ def main() -> int:
             results.append(fleet(size, Path(tmp)))
             print(json.dumps(results[-1]), flush=True)
     mb = 1024 * 1024
-    lines = [f"Interpreter and pygpu benchmark on {platform.node()} ({os.cpu_count()} cores), "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+    lines = [heading("Interpreter and pygpu benchmark"), "",
              "| nodes | first run (s) | builders | package (MB) | shipped to nodes (MB) | from outside: sources (MB) | "
              "from outside: APT (MB) | pygpu wheel (s) | second run (s) | second run changed |",
              "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -148,10 +127,7 @@ def main() -> int:
         lines.append(f"| {r['nodes']} | {r['first']:.0f} | {', '.join(r['builders'])} | {r['deb_bytes'] / mb:.1f} | "
                      f"{shipped:.1f} | {r['sources_bytes'] / mb:.1f} | {sum(r['apt_bytes'].values()) / mb:.1f} | "
                      f"{r['pygpu_seconds']:.1f} | {r['second']:.0f} | {r['second_changed']} |")
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if options.out:
-        options.out.write_text(report)
+    publish("\n".join(lines) + "\n", options.out)
     return 0
 
 

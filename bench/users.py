@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -36,10 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fleet import children_cpu, node_cpu, run
+from benchlib import ROOT, children_cpu, heading, node_cpu, podman_exec, publish, remove_containers, run_logged
 
-ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".cache" / "bench-users"
 NODE = "unode01"
 CONTAINER = f"dlstack-demo-{NODE}"
@@ -103,18 +100,15 @@ def write_inventory(inv: Path, users: list[str], new_users: tuple[str, ...] = ()
 
 
 def node_exec(command: str) -> str:
-    done = subprocess.run(["podman", "exec", CONTAINER, "bash", "-c", command], text=True, capture_output=True,
-                          check=False)
-    if done.returncode != 0:
-        sys.exit(f"bench: in the node: {command[:80]}... failed (exit {done.returncode}): {done.stderr[-800:]}")
-    return done.stdout
+    """Run a bash command line in the node; its output."""
+    return podman_exec(CONTAINER, "bash", "-c", command)
 
 
 def verify(inv: Path, env: dict[str, str], log: Path, count: int) -> Stage:
     """playbooks/verify.yml with every check run afresh: wall, node CPU, controller CPU."""
     cpu0, node0 = children_cpu(), node_cpu([CONTAINER])
-    wall, out = run(["ansible-playbook", "-i", str(inv), "playbooks/verify.yml", "-e", "dl_verify_reuse_max_age=0",
-                     "-e", f"dl_verify_report_dir={WORK / 'reports'}"], env, log)
+    wall, out = run_logged(["ansible-playbook", "-i", str(inv), "playbooks/verify.yml", "-e", "dl_verify_reuse_max_age=0",
+                            "-e", f"dl_verify_report_dir={WORK / 'reports'}"], env, log)
     passed = next((line.split("dl_verify: ", 1)[1].split(" user/node")[0] for line in out.splitlines()
                    if "user/node runs passed" in line), "?")
     return Stage(count, wall, node_cpu([CONTAINER]) - node0, children_cpu() - cpu0, passed, os.getloadavg()[0])
@@ -137,9 +131,7 @@ def report(stages: list[Stage], fits: list[dict[str, float]], cold: dict[str, fl
     per_user = (most.node_cpu - one.node_cpu) / max(most.users - one.users, 1)
     best = min(fits, key=lambda f: f["wall_s"])
     lines = [
-        f"Users benchmark on {platform.node()} ({os.cpu_count()} cores, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB), {time.strftime('%Y-%m-%d')}, "
-        f"one Debian 12 demo node (keras2-theano and keras3-tensorflow, no GPU); the machine's load average "
+        f"{heading('Users benchmark')}, one Debian 12 demo node (keras2-theano and keras3-tensorflow, no GPU); the machine's load average "
         "(other tenants included) in the last column",
         "",
         "| users | verification wall (s) | node CPU (s) | controller CPU (s) | runs passed | node CPU per user over 1 user (s) | load |",
@@ -192,17 +184,17 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     had_aptcache = subprocess.run(["podman", "container", "exists", APTCACHE], check=False).returncode == 0
     write_inventory(inv, user_names(counts[0]))
-    run(["scripts/demo", "up"], env, WORK / "up.log")
+    run_logged(["scripts/demo", "up"], env, WORK / "up.log")
     stages: list[Stage] = []
     try:
         print(f"bench: converging {NODE} with {counts[0]} user(s) ...", flush=True)
-        run(["ansible-playbook", "-i", str(inv), "playbooks/wheelhouse.yml"], env, WORK / "wheelhouse.log")
-        run(["ansible-playbook", "-i", str(inv), "site.yml", "-e", f"dl_verify_report_dir={WORK / 'reports'}"], env,
-            WORK / "site.log")
+        run_logged(["ansible-playbook", "-i", str(inv), "playbooks/wheelhouse.yml"], env, WORK / "wheelhouse.log")
+        run_logged(["ansible-playbook", "-i", str(inv), "site.yml", "-e", f"dl_verify_report_dir={WORK / 'reports'}"], env,
+                   WORK / "site.log")
         for count in counts:
             if stages:
                 write_inventory(inv, user_names(count))
-                run(["ansible-playbook", "-i", str(inv), "playbooks/user_config.yml"], env, WORK / f"user_config-{count}.log")
+                run_logged(["ansible-playbook", "-i", str(inv), "playbooks/user_config.yml"], env, WORK / f"user_config-{count}.log")
             stages.append(verify(inv, env, WORK / f"verify-{count}.log", count))
             print(f"bench: {count} user(s): verification {stages[-1].wall:.0f} s, node CPU {stages[-1].node_cpu:.1f} s",
                   flush=True)
@@ -211,8 +203,8 @@ def main() -> int:
         adds, fits = [], []
         for user in NEW_USERS:
             node0 = node_cpu([CONTAINER])
-            wall, _ = run(["ansible-playbook", "-i", str(inv), "playbooks/add_user.yml", "-e", f"user={user}",
-                           "-e", f"dl_verify_report_dir={WORK / 'reports-add'}"], env, WORK / f"add_user-{user}.log")
+            wall, _ = run_logged(["ansible-playbook", "-i", str(inv), "playbooks/add_user.yml", "-e", f"user={user}",
+                                  "-e", f"dl_verify_report_dir={WORK / 'reports-add'}"], env, WORK / f"add_user-{user}.log")
             adds.append((wall, node_cpu([CONTAINER]) - node0))
             fits.append(first_fit(user))
         cold_dir = f"/var/tmp/bench-unseeded-{NEW_USERS[0]}"
@@ -221,14 +213,8 @@ def main() -> int:
         template = json.loads(node_exec("cat /var/lib/dlstack/theano-seeds/keras2-theano/*/seed.json"))
     finally:
         if not args.keep:
-            subprocess.run(["podman", "rm", "-f", CONTAINER], capture_output=True, check=False)
-            if not had_aptcache:
-                subprocess.run(["podman", "rm", "-f", APTCACHE], capture_output=True, check=False)
-    text = report(stages, fits, cold, template, adds)
-    print(text)
-    if args.out:
-        args.out.write_text(args.out.read_text().split("## Results")[0] + "## Results\n\n" + text
-                            if args.out.exists() and "## Results" in args.out.read_text() else text)
+            remove_containers(CONTAINER, *([] if had_aptcache else [APTCACHE]))
+    publish(report(stages, fits, cold, template, adds), args.out, section="## Results")
     return 0
 
 

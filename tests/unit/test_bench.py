@@ -1,0 +1,78 @@
+"""Unit tests for bench/benchlib.py, what the benchmarks share, and that they share it (no
+script keeps its own runner or report heading)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+from plugin_loader import load_by_path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+lib = load_by_path("benchlib", BENCH / "benchlib.py")
+SCRIPTS = sorted(p for p in BENCH.glob("*.py") if p.name != "benchlib.py")
+
+
+def test_heading_names_the_machine_and_the_time() -> None:
+    assert re.fullmatch(r"Fleet benchmark on \S+ \(\d+ cores, \d+ GiB\), \d{4}-\d\d-\d\d \d\d:\d\d UTC",
+                        lib.heading("Fleet benchmark"))
+
+
+def test_publish_prints_and_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "docs" / "report.md"
+    lib.publish("| a |\n", out)
+    assert capsys.readouterr().out == "| a |\n\n" and out.read_text() == "| a |\n"
+    lib.publish("| b |\n", None)
+    assert out.read_text() == "| a |\n"
+
+
+def test_publish_into_a_section_keeps_what_stands_before_it(tmp_path: Path) -> None:
+    out = tmp_path / "users-benchmark.md"
+    out.write_text("# Users\nhow it is run\n\n## Results\n\nold table\n")
+    lib.publish("new table\n", out, section="## Results")
+    assert out.read_text() == "# Users\nhow it is run\n\n## Results\n\nnew table\n"
+    other = tmp_path / "new.md"
+    lib.publish("new table\n", other, section="## Results")
+    assert other.read_text() == "new table\n"
+
+
+def test_sh_stops_the_benchmark_with_the_output(tmp_path: Path) -> None:
+    assert lib.sh(["sh", "-c", "echo hi"]).stdout == "hi\n"
+    with pytest.raises(SystemExit, match=r"bench: sh -c echo out; exit 3 failed \(3\):\nout"):
+        lib.sh(["sh", "-c", "echo out; exit 3"])
+
+
+def test_run_logged_times_and_logs(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    seconds, out = lib.run_logged(["sh", "-c", "echo run; echo err >&2"], {"PATH": "/usr/bin:/bin"}, log)
+    assert seconds >= 0 and out == log.read_text() == "run\nerr\n"
+    with pytest.raises(SystemExit, match=r"see .*y\.log"):
+        lib.run_logged(["false"], {"PATH": "/usr/bin:/bin"}, tmp_path / "y.log")
+
+
+def test_du_bytes(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_bytes(b"12345")
+    (tmp_path / "g").write_bytes(b"12")
+    assert lib.du_bytes(tmp_path) == 7 and lib.du_bytes(tmp_path / "none") == 0
+
+
+def test_project_env_names_every_plugin_folder() -> None:
+    env = lib.project_env(EXTRA="1")
+    for key in ("ANSIBLE_ROLES_PATH", "ANSIBLE_FILTER_PLUGINS", "ANSIBLE_LIBRARY", "ANSIBLE_MODULE_UTILS"):
+        assert Path(env[key]).is_dir(), key
+    assert env["EXTRA"] == "1"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_each_benchmark_uses_the_shared_helpers(script: Path) -> None:
+    tree = ast.parse(script.read_text())
+    own = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    shared = {node.name for node in ast.parse((BENCH / "benchlib.py").read_text()).body if isinstance(node, ast.FunctionDef)}
+    assert own & shared == set()
+    assert not own & {"run", "du"}  # the names they had
+    text = script.read_text()
+    assert "platform.node()" not in text and "strftime" not in text and '"podman", "rm"' not in text
+    assert any(isinstance(node, ast.ImportFrom) and node.module == "benchlib" for node in tree.body)
