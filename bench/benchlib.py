@@ -8,12 +8,14 @@ The benchmark scripts import it by name: Python puts a script's own folder (benc
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,24 @@ def node_cpu(names: list[str]) -> float:
 def du_bytes(path: Path) -> int:
     """Bytes of the files under ``path`` (0 when it does not exist)."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def whole_numbers(low: int, high: int, increasing: bool = False) -> Callable[[str], list[int]]:
+    """An argparse ``type`` for a comma-separated list of whole numbers from ``low`` to
+    ``high`` (strictly increasing when ``increasing``): '1,2,4' -> [1, 2, 4]."""
+    rule = f"{'increasing ' if increasing else ''}whole numbers from {low} to {high}, comma-separated"
+
+    def parse(text: str) -> list[int]:
+        try:
+            numbers = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: {rule}") from None
+        if not numbers or min(numbers) < low or max(numbers) > high or (
+                increasing and numbers != sorted(set(numbers))):
+            raise argparse.ArgumentTypeError(f"{text!r}: {rule}")
+        return numbers
+
+    return parse
 
 
 def heading(title: str) -> str:

@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import ROOT, children_cpu, du_bytes, heading, node_cpu, publish, run_logged
+from benchlib import ROOT, children_cpu, du_bytes, heading, node_cpu, publish, run_logged, whole_numbers
 
 WORK = ROOT / ".cache" / "bench"
 IMAGE = "localhost/dlstack/debian:12-sshd"
@@ -154,13 +154,12 @@ def table(results: list[Result]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1,2,4,8", help="fleet sizes, comma-separated (default 1,2,4,8)")
+    parser.add_argument("--sizes", default="1,2,4,8", type=whole_numbers(1, 50),
+                        help="fleet sizes, comma-separated (default 1,2,4,8)")
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     parser.add_argument("--keep", action="store_true", help="leave the last fleet running")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    if not sizes or min(sizes) < 1 or max(sizes) > 50:
-        parser.error("--sizes takes whole numbers between 1 and 50")
+    sizes = args.sizes
     results = []
     for size in sizes:
         print(f"bench: {size} node(s) ...", flush=True)

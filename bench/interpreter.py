@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import du_bytes, heading, podman_exec, project_env, publish, remove_containers, sh
+from benchlib import du_bytes, heading, podman_exec, project_env, publish, remove_containers, sh, whole_numbers
 
 IMAGE = "localhost/dlstack/debian:13"
 PREFIX = "envs-ibench"
@@ -109,12 +109,12 @@ def _pygpu(work: Path) -> float:
 def main() -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1,3")
+    parser.add_argument("--sizes", default="1,3", type=whole_numbers(1, 20), help="fleet sizes, comma-separated (default 1,3)")
     parser.add_argument("--out", type=Path)
     options = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="envs-ibench-") as tmp:
-        for size in (int(s) for s in options.sizes.split(",")):
+        for size in options.sizes:
             results.append(fleet(size, Path(tmp)))
             print(json.dumps(results[-1]), flush=True)
     mb = 1024 * 1024

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import ROOT, children_cpu, heading, node_cpu, podman_exec, publish, remove_containers, run_logged
+from benchlib import ROOT, children_cpu, heading, node_cpu, podman_exec, publish, remove_containers, run_logged, whole_numbers
 
 WORK = ROOT / ".cache" / "bench-users"
 NODE = "unode01"
@@ -171,13 +171,12 @@ def report(stages: list[Stage], fits: list[dict[str, float]], cold: dict[str, fl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", default="1,5,20", help="user counts, increasing, comma-separated (default 1,5,20)")
+    parser.add_argument("--users", default="1,5,20", type=whole_numbers(1, 100, increasing=True),
+                        help="user counts, increasing, comma-separated (default 1,5,20)")
     parser.add_argument("--out", type=Path, help="also write the Markdown report here")
     parser.add_argument("--keep", action="store_true", help="leave the node running")
     args = parser.parse_args()
-    counts = [int(c) for c in args.users.split(",") if c.strip()]
-    if not counts or counts != sorted(set(counts)) or counts[0] < 1 or counts[-1] > 100:
-        parser.error("--users takes increasing whole numbers between 1 and 100")
+    counts = args.users
     inv = WORK / "inventory" / "demo"
     env = dict(os.environ, DLSTACK_DEMO_INVENTORY=str(inv), PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
                ANSIBLE_NOCOLOR="1", ANSIBLE_CACHE_PLUGIN_CONNECTION=str(WORK / "facts"))

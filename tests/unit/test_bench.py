@@ -76,3 +76,13 @@ def test_each_benchmark_uses_the_shared_helpers(script: Path) -> None:
     text = script.read_text()
     assert "platform.node()" not in text and "strftime" not in text and '"podman", "rm"' not in text
     assert any(isinstance(node, ast.ImportFrom) and node.module == "benchlib" for node in tree.body)
+
+
+def test_whole_numbers() -> None:
+    sizes = lib.whole_numbers(1, 50)
+    assert sizes("1,2,4,8") == [1, 2, 4, 8] and sizes("3, 1") == [3, 1]
+    counts = lib.whole_numbers(1, 100, increasing=True)
+    assert counts("1,5,20") == [1, 5, 20]
+    for bad, parse in [("", sizes), ("0,2", sizes), ("51", sizes), ("x", sizes), ("5,1", counts), ("1,1", counts)]:
+        with pytest.raises(lib.argparse.ArgumentTypeError, match="whole numbers from"):
+            parse(bad)
