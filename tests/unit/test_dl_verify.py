@@ -1062,3 +1062,17 @@ def test_reuse_must_not_be_negative(node: Path, capsys: pytest.CaptureFixture[st
     (node / "envs.json").write_text('{"envs": []}')
     assert dv.main(["--envs-config", str(node / "envs.json"), "--reuse", "-1"]) == 2
     assert "--reuse must be 0 or more seconds" in capsys.readouterr().err
+
+
+def test_without_its_shared_modules_it_says_where_they_belong(tmp_path: Path) -> None:
+    """An installed dl-verify whose PREFIX/lib/dl-verify lacks the shared modules: exit 3 and
+    what to do, no traceback."""
+    (tmp_path / "bin").mkdir()
+    script = tmp_path / "bin" / "dl-verify"
+    script.write_bytes(SCRIPT.read_bytes())
+    proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=False,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("dl-verify: error: No module named 'dlstack_as_user': its modules dlstack_as_user.py, "
+                                  f"dlstack_cudnn.py belong in {tmp_path / 'lib' / 'dl-verify'} (plugins/module_utils/ in "
+                                  "a checkout); install it again")
