@@ -486,7 +486,7 @@ def test_theano_seed_said_names_the_templates_from_the_store_and_the_warnings() 
     seeded = {"imported": [{"env": "k2", "id": "0123456789abcdef", "files": 9},
                            {"env": "k2", "id": "fedcba9876543210", "existed": True},
                            {"env": "k2", "id": "1111111111111111", "warning": "k2/1111111111111111: refused"}],
-              "warnings": ["k2/1111111111111111: refused"]}
+              "problems": ["k2/1111111111111111: refused"], "warnings": ["taken by Ansible, not read"]}
     assert duc.theano_seed_said(seeded) == ["template from the store: k2/0123456789abcdef",
                                             "WARNING: k2/1111111111111111: refused"]
     assert duc.theano_seed_said(None) == [] and duc.theano_seed_said({}) == []

@@ -598,10 +598,11 @@ def theano_seed_store_errors(store: Any, enabled: Any = True) -> list[str]:
 
 def theano_seed_said(seeded: Mapping[str, Any] | None) -> list[str]:
     """What the seed step says of a node: the templates installed from the store, and the
-    warnings (an archive refused, a workload a build could not compile)."""
+    problems (an archive refused, a workload a build could not compile: the module's
+    ``problems``; Ansible takes a module's ``warnings`` for its own)."""
     seeded = seeded or {}
     return ([f"template from the store: {i['env']}/{i['id']}" for i in seeded.get("imported") or [] if "files" in i]
-            + [f"WARNING: {w}" for w in seeded.get("warnings") or []])
+            + [f"WARNING: {w}" for w in seeded.get("problems") or []])
 
 
 class FilterModule:

@@ -29,7 +29,7 @@ description:
     full and checked (only regular files and directories, no absolute or C(..) names, a
     C(seed.json) naming the same env and id), unpacked into a hidden directory, made root's
     (directories C(0755), files C(0644)) and renamed into place; the archive is removed. An
-    archive that fails a check is reported in RV(warnings) and the template is built instead,
+    archive that fails a check is reported in RV(problems) and the template is built instead,
     when O(builds) lists it.
   - B(Exports) (O(export_dir) set) each template built by this call as
     O(export_dir)/ENV-ID.tar.gz (root's, C(0600)), returned in RV(built) as C(archive), for
@@ -130,8 +130,11 @@ pruned:
   returned: always
   type: list
   elements: str
-warnings:
-  description: Workloads that failed during a build (the template keeps what the others compiled).
+problems:
+  description:
+    - Workloads that failed during a build (the template keeps what the others compiled), and
+      archives from the store that were refused (the template is then built here). Not
+      C(warnings), which Ansible takes for its own.
   returned: always
   type: list
   elements: str
@@ -616,7 +619,7 @@ def main() -> None:
         would = bool(p["imports"] or p["builds"] or p["seeds"]) or any(
             set(os.listdir(os.path.join(seed_dir, env))) - set(keep)
             for env, keep in to_prune if os.path.isdir(os.path.join(seed_dir, env)))
-        module.exit_json(changed=would, imported=[], built=[], seeded=[], pruned=[], warnings=[])
+        module.exit_json(changed=would, imported=[], built=[], seeded=[], pruned=[], problems=[])
     os.makedirs(seed_dir, 0o755, exist_ok=True)
     st = os.lstat(seed_dir)
     if not stat_mod.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
@@ -643,7 +646,7 @@ def main() -> None:
     warnings = [i["warning"] for i in imported if i.get("warning")] + [w for b in built for w in b.get("warnings", [])]
     changed = bool([i for i in imported if "files" in i] or [b for b in built if not b.get("existed") or b.get("archive")]
                    or seeded or pruned)
-    module.exit_json(changed=changed, imported=imported, built=built, seeded=seeded, pruned=pruned, warnings=warnings)
+    module.exit_json(changed=changed, imported=imported, built=built, seeded=seeded, pruned=pruned, problems=warnings)
 
 
 if __name__ == "__main__":
