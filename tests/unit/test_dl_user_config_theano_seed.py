@@ -323,3 +323,13 @@ def test_module_imports_before_it_builds_so_an_imported_template_is_not_compiled
     assert out["built"] == [{"env": "keras2-theano", "id": "0123456789abcdef", "existed": True}]
     rc, out = plugin_loader.run_module(MODULE_PATH, tmp_path, {**args, "imports": []}, (AS_USER,))
     assert rc == 0 and out["changed"] is False
+
+
+def test_module_opens_a_template_directory_users_cannot_read(tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds"
+    seeds.mkdir(mode=0o700)  # as Ansible's file module leaves a parent it created for a 0700 child
+    args = {"seed_dir": str(seeds), "seed_user": "nobody", "warmup": "raise SystemExit(1)"}
+    rc, out = plugin_loader.run_module(MODULE_PATH, tmp_path, args, (AS_USER,))
+    assert rc == 0 and out["changed"] is True and seeds.stat().st_mode & 0o777 == 0o755
+    rc, out = plugin_loader.run_module(MODULE_PATH, tmp_path, args, (AS_USER,))
+    assert rc == 0 and out["changed"] is False

@@ -624,6 +624,10 @@ def main() -> None:
     st = os.lstat(seed_dir)
     if not stat_mod.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
         module.fail_json(msg=f"{seed_dir} must be a directory of root's, writable by root alone")
+    # users read the templates when their directories are seeded (as them): 0755, whoever made it
+    opened = stat_mod.S_IMODE(st.st_mode) != 0o755
+    if opened:
+        os.chmod(seed_dir, 0o755)
     imported: list[dict[str, Any]] = []
     built: list[dict[str, Any]] = []
     seeded: list[dict[str, Any]] = []
@@ -644,7 +648,7 @@ def main() -> None:
             module.fail_json(msg=f"dl_user_config_theano_seed: {exc}", imported=imported, built=built, seeded=seeded,
                              pruned=pruned, changed=bool(imported or built or seeded or pruned))
     warnings = [i["warning"] for i in imported if i.get("warning")] + [w for b in built for w in b.get("warnings", [])]
-    changed = bool([i for i in imported if "files" in i] or [b for b in built if not b.get("existed") or b.get("archive")]
+    changed = opened or bool([i for i in imported if "files" in i] or [b for b in built if not b.get("existed") or b.get("archive")]
                    or seeded or pruned)
     module.exit_json(changed=changed, imported=imported, built=built, seeded=seeded, pruned=pruned, problems=warnings)
 
