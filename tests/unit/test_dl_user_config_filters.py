@@ -348,7 +348,11 @@ def test_filters_are_registered() -> None:
                      "dl_user_config_json_dict", "dl_user_config_path_errors", "dl_user_config_unusable_keras_json",
                      "dl_user_config_file_is", "dl_user_config_dir_is", "dl_user_config_passwd_entry", "dl_user_config_public_envs",
                      "dl_user_config_cudnn_from_header", "dl_user_config_theano_profile",
-                     "dl_user_config_theano_seed_plan", "dl_user_config_theano_seed_errors"}
+                     "dl_user_config_theano_seed_plan", "dl_user_config_theano_seed_errors",
+                     "dl_user_config_theano_seed_jobs", "dl_user_config_theano_seed_stored",
+                     "dl_user_config_theano_seed_builders", "dl_user_config_theano_seed_mine",
+                     "dl_user_config_theano_seed_imports", "dl_user_config_theano_seed_store_errors",
+                     "dl_user_config_theano_seed_said"}
 
 
 def test_user_errors_refuse_float16_where_theano_runs_on_the_cpu() -> None:
@@ -455,6 +459,56 @@ def test_theano_seed_errors(args: tuple[Any, ...], message: str) -> None:
     assert len(errors) == 1 and message in errors[0]
     assert duc.theano_seed_errors(False, *args) == []
     assert duc.theano_seed_errors(True, "/var/lib/dlstack/theano-seeds", "dlstack-theano", 1800) == []
+
+
+@pytest.mark.parametrize("store", ["relative/seeds", "/var/cache/../etc", 7])
+def test_theano_seed_store_must_be_absolute_or_empty(store: Any) -> None:
+    assert duc.theano_seed_store_errors(store) == [
+        f"dl_user_config_theano_seed_store = {store!r} is invalid; allowed: an absolute path on the "
+        "controller, or '' (each node builds its own templates)"]
+    assert duc.theano_seed_store_errors(store, False) == []
+    assert duc.theano_seed_store_errors("") == [] and duc.theano_seed_store_errors("/srv/seeds") == []
+
+
+def test_theano_seed_said_names_the_templates_from_the_store_and_the_warnings() -> None:
+    seeded = {"imported": [{"env": "k2", "id": "0123456789abcdef", "files": 9},
+                           {"env": "k2", "id": "fedcba9876543210", "existed": True},
+                           {"env": "k2", "id": "1111111111111111", "warning": "k2/1111111111111111: refused"}],
+              "problems": ["k2/1111111111111111: refused"], "warnings": ["taken by Ansible, not read"]}
+    assert duc.theano_seed_said(seeded) == ["template from the store: k2/0123456789abcdef",
+                                            "WARNING: k2/1111111111111111: refused"]
+    assert duc.theano_seed_said(None) == [] and duc.theano_seed_said({}) == []
+
+
+def stat_loop(keys_found: dict[str, bool]) -> dict[str, Any]:
+    """What a registered ``stat`` loop over keyed jobs looks like."""
+    return {"results": [{"item": {"key": k}, "stat": {"exists": v}} for k, v in keys_found.items()]}
+
+
+def test_store_jobs_one_builder_per_template_and_platform_the_others_import() -> None:
+    builds = [{"env": "keras2-theano", "id": "0123456789abcdef", "user": "alice"},
+              {"env": "keras2-theano", "id": "fedcba9876543210", "user": "bob"}]
+    k1, k2 = "debian12-aaa/keras2-theano-0123456789abcdef", "debian12-aaa/keras2-theano-fedcba9876543210"
+    jobs = duc.theano_seed_jobs(builds, "debian12-aaa", "/srv/seeds")
+    assert [(j["key"], j["stored"], j["user"]) for j in jobs] == [(k1, False, "alice"), (k2, False, "bob")]
+    # no store, or a node whose platform is unknown: no key, the node builds its own
+    assert {j["key"] for j in duc.theano_seed_jobs(builds, "debian12-aaa", "")} == {""}
+    assert {j["key"] for j in duc.theano_seed_jobs(builds, "", "/srv/seeds")} == {""}
+    # the store has the first template: nobody builds it; gpu01 (first in play order) builds the second
+    gpu01 = duc.theano_seed_stored(jobs, stat_loop({k1: True, k2: False}))
+    gpu02 = duc.theano_seed_stored(jobs[1:], stat_loop({k2: False}))
+    ws01 = duc.theano_seed_stored(duc.theano_seed_jobs(builds[:1], "debian13-bbb", "/srv/seeds"),
+                                  stat_loop({"debian13-bbb/keras2-theano-0123456789abcdef": False}))
+    builders = duc.theano_seed_builders({"gpu01": gpu01, "gpu02": gpu02, "ws01": ws01, "gpu03": None})
+    assert builders == {k2: "gpu01", "debian13-bbb/keras2-theano-0123456789abcdef": "ws01"}
+    assert [j["id"] for j in duc.theano_seed_mine(gpu01, builders, "gpu01")] == ["fedcba9876543210"]
+    assert duc.theano_seed_mine(gpu02, builders, "gpu02") == []
+    # after the builders' turn, gpu02 installs from the store what is there now
+    imports = duc.theano_seed_imports(gpu02, stat_loop({k2: True}), "/var/lib/dlstack/theano-seeds/.import/")
+    assert imports == [{"env": "keras2-theano", "id": "fedcba9876543210", "key": k2,
+                        "archive": "/var/lib/dlstack/theano-seeds/.import/keras2-theano-fedcba9876543210.tar.gz"}]
+    # a builder that failed left nothing: the node builds it itself (the plan's builds still list it)
+    assert duc.theano_seed_imports(gpu02, stat_loop({k2: False}), "/x") == []
 
 
 # --- a user listed twice at one level --------------------------------------------------

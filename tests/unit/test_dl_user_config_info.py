@@ -211,3 +211,29 @@ def test_module_reads_user_dir_files_and_env_builds(tmp_path: Path) -> None:
     assert [d["path"] for d in out["dirs"]] == [str(compiledir)]
     (env,) = out["envs"]
     assert env["real"] == str(env_dir) and len(env["build"]) == 16 and out["theano_seeds"] == []
+
+
+def test_os_release_names_the_distribution_and_release() -> None:
+    assert info.os_release('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n') == "debian12"
+    assert info.os_release('ID=ubuntu\nVERSION_ID="24.04"\n') == "ubuntu2404"
+    assert info.os_release("") == "unknown"
+
+
+def test_seed_platform_follows_the_compiler_and_what_native_means_on_the_cpu() -> None:
+    answers = {"-dumpfullversion": (0, "12.2.0\n", ""), "-march=native": (0, "-mavx2 [enabled]\n", "")}
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        return answers[argv[1]]
+
+    base = info.seed_platform(run, "debian12", "processor: 0\nflags: avx2\n\nprocessor: 1\n")
+    assert base.startswith("debian12-") and len(base) == len("debian12-") + 12
+    answers["-march=native"] = (0, "-mavx2 [disabled]\n", "")  # another CPU
+    other_cpu = info.seed_platform(run, "debian12", "")
+    answers["-march=native"], answers["-dumpfullversion"] = (0, "-mavx2 [enabled]\n", ""), (0, "12.3.0\n", "")
+    other_gcc = info.seed_platform(run, "debian12", "")
+    assert len({base, other_cpu, other_gcc}) == 3
+    # a compiler that cannot say: the CPU's own description decides
+    answers["-march=native"], answers["-dumpfullversion"] = (1, "", "unknown"), (0, "12.2.0\n", "")
+    assert info.seed_platform(run, "debian12", "cpu A\n\ncpu B") != info.seed_platform(run, "debian12", "cpu C\n\ncpu B")
+    answers["-dumpfullversion"] = (127, "", "g++: not found")
+    assert info.seed_platform(run, "debian12", "") == ""

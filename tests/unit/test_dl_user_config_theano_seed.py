@@ -235,3 +235,101 @@ def test_module_in_check_mode_changes_nothing(tmp_path: Path) -> None:
     rc, out = plugin_loader.run_module(MODULE_PATH, tmp_path, {**args, "_ansible_check_mode": False,
                                                                "seed_dir": "relative"}, (AS_USER,))
     assert rc == 1 and "an absolute path is needed" in out["msg"]
+
+
+# --- the controller's store: a template packed on one node, installed on another -------------
+
+
+def test_a_packed_template_installs_on_another_node_root_owned_and_seeds_users(world: SimpleNamespace) -> None:
+    os.makedirs(world.seeds, mode=0o755)
+    built = seed.build_template({**item(), "key": "debian12-x86_64-abc/keras2-theano-0123456789abcdef"},
+                                str(world.seeds), "nobody", WARMUP, 60, str(world.root / "export"))
+    archive = Path(built["archive"])
+    assert archive.name == "keras2-theano-0123456789abcdef.tar.gz" and built["key"].startswith("debian12-x86_64-abc/")
+    assert archive.stat().st_mode & 0o777 == 0o600 and archive.stat().st_uid == 0
+    template = world.seeds / "keras2-theano" / "0123456789abcdef"
+    want = tree(template)
+    other = world.root / "other-node"  # a second node's seed directory
+    other.mkdir(mode=0o755)
+    done = seed.import_template({"env": "keras2-theano", "id": "0123456789abcdef", "archive": str(archive)}, str(other))
+    assert done == {"env": "keras2-theano", "id": "0123456789abcdef", "files": 8}
+    assert tree(other / "keras2-theano" / "0123456789abcdef") == want  # same names, root's, 0755/0644
+    assert not archive.exists()  # the copy from the store is removed once used
+    assert [p.name for p in (other / "keras2-theano").iterdir()] == ["0123456789abcdef"]  # no partial left
+    assert seed.seed_user({"user": "nobody", "compiledir": str(world.compiledir), "env": "keras2-theano",
+                           "id": "0123456789abcdef"}, str(other))["copied"] == 3
+
+
+def packed(world: SimpleNamespace, members: dict[str, bytes], links: tuple[str, ...] = ()) -> Path:
+    """An archive with the given files (and symbolic links to /etc)."""
+    import io
+    import tarfile
+    path = world.root / "planted.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name in links:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc"
+            tar.addfile(info)
+    return path
+
+
+@pytest.mark.parametrize(("members", "links", "why"), [
+    ({"seed.json": b'{"env": "keras2-theano", "id": "0123456789abcdef", "compiledir_name": "c"}'},
+     ("compiledir",), "'compiledir' is not a plain relative file or directory"),
+    ({"seed.json": b'{"env": "keras2-theano", "id": "0123456789abcdef", "compiledir_name": "c"}',
+      "../../etc/cron.d/x": b"* * * * * root id\n"}, (), "is not a plain relative file or directory"),
+    ({"seed.json": b'{"env": "keras2-theano", "id": "ffffffffffffffff", "compiledir_name": "c"}'}, (),
+     "does not describe template keras2-theano/0123456789abcdef"),
+    ({"compiledir/tmpx/m.so": b"so"}, (), "does not describe template"),
+])
+def test_an_archive_that_is_not_a_safe_template_is_refused_and_nothing_is_installed(
+        world: SimpleNamespace, members: dict[str, bytes], links: tuple[str, ...], why: str) -> None:
+    os.makedirs(world.seeds, mode=0o755)
+    archive = packed(world, members, links)
+    done = seed.import_template({"env": "keras2-theano", "id": "0123456789abcdef", "archive": str(archive)},
+                                str(world.seeds))
+    assert why in done["warning"] and "files" not in done
+    assert list((world.seeds / "keras2-theano").iterdir()) == [] and not archive.exists()
+
+
+def test_a_truncated_archive_is_refused(world: SimpleNamespace) -> None:
+    os.makedirs(world.seeds, mode=0o755)
+    built = seed.build_template(item(), str(world.seeds), "nobody", WARMUP, 60, str(world.root / "export"))
+    archive = Path(built["archive"])
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])  # a copy cut short
+    other = world.root / "other-node"
+    other.mkdir(mode=0o755)
+    done = seed.import_template({"env": "keras2-theano", "id": "0123456789abcdef", "archive": str(archive)}, str(other))
+    assert "the store's archive was not used" in done["warning"]
+    assert list((other / "keras2-theano").iterdir()) == []
+
+
+def test_module_imports_before_it_builds_so_an_imported_template_is_not_compiled(tmp_path: Path,
+                                                                                 world: SimpleNamespace) -> None:
+    os.makedirs(world.seeds, mode=0o755)
+    archive = seed.build_template(item(), str(world.seeds), "nobody", WARMUP, 60, str(world.root / "export"))["archive"]
+    other = world.root / "other-node"
+    # the warm-up fails if it runs at all: the template must come from the archive
+    args = {"seed_dir": str(other), "seed_user": "nobody", "warmup": "raise SystemExit(7)",
+            "imports": [{"env": "keras2-theano", "id": "0123456789abcdef", "archive": archive}],
+            "builds": [item()]}
+    rc, out = plugin_loader.run_module(MODULE_PATH, tmp_path, args, (AS_USER,))
+    assert rc == 0 and out["changed"] is True, out
+    assert out["imported"] == [{"env": "keras2-theano", "id": "0123456789abcdef", "files": 8}]
+    assert out["built"] == [{"env": "keras2-theano", "id": "0123456789abcdef", "existed": True}]
+    rc, out = plugin_loader.run_module(MODULE_PATH, tmp_path, {**args, "imports": []}, (AS_USER,))
+    assert rc == 0 and out["changed"] is False
+
+
+def test_module_opens_a_template_directory_users_cannot_read(tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds"
+    seeds.mkdir(mode=0o700)  # as Ansible's file module leaves a parent it created for a 0700 child
+    args = {"seed_dir": str(seeds), "seed_user": "nobody", "warmup": "raise SystemExit(1)"}
+    rc, out = plugin_loader.run_module(MODULE_PATH, tmp_path, args, (AS_USER,))
+    assert rc == 0 and out["changed"] is True and seeds.stat().st_mode & 0o777 == 0o755
+    rc, out = plugin_loader.run_module(MODULE_PATH, tmp_path, args, (AS_USER,))
+    assert rc == 0 and out["changed"] is False

@@ -528,6 +528,46 @@ def theano_seed_plan(read: Mapping[str, Any], targets: Iterable[Mapping[str, Any
     return {"builds": list(builds.values()), "seeds": to_seed, "prune": pruning, "wanted": wanted}
 
 
+def theano_seed_jobs(builds: Iterable[Mapping[str, Any]], platform: str, store: str) -> list[dict[str, Any]]:
+    """The templates a node must build (its seed plan's ``builds``), each with ``key``: its
+    name in the controller's store, ``PLATFORM/ENV-ID`` (the platform from
+    ``dl_user_config_info``), or '' when there is no store or the node's platform is unknown
+    (it then builds its own), and ``stored`` false until the store is looked at."""
+    keyed = bool(store) and bool(platform)
+    return [{**b, "key": f"{platform}/{b['env']}-{b['id']}" if keyed else "", "stored": False} for b in builds]
+
+
+def theano_seed_stored(jobs: Iterable[Mapping[str, Any]], looked: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The jobs with ``stored`` set from a registered ``stat`` loop over the keyed jobs."""
+    found = {r["item"]["key"] for r in looked.get("results") or [] if (r.get("stat") or {}).get("exists")}
+    return [{**j, "stored": bool(j.get("key")) and j["key"] in found} for j in jobs]
+
+
+def theano_seed_builders(jobs_by_host: Mapping[str, Any]) -> dict[str, str]:
+    """Which node builds each template the store lacks: the first of the play (in play order)
+    whose jobs need it; the others of its platform take it from the store afterwards."""
+    builders: dict[str, str] = {}
+    for host, jobs in jobs_by_host.items():
+        for job in jobs or []:
+            if job.get("key") and not job.get("stored"):
+                builders.setdefault(str(job["key"]), str(host))
+    return builders
+
+
+def theano_seed_mine(jobs: Iterable[Mapping[str, Any]], builders: Mapping[str, str], host: str) -> list[dict[str, Any]]:
+    """The jobs this node builds for the store (it is their builder)."""
+    return [dict(j) for j in jobs if j.get("key") and not j.get("stored") and builders.get(str(j["key"])) == host]
+
+
+def theano_seed_imports(jobs: Iterable[Mapping[str, Any]], looked: Mapping[str, Any], directory: str) -> list[dict[str, str]]:
+    """The templates to install from the store (the keyed jobs a ``stat`` loop found there),
+    each ``env``, ``id``, ``key`` and ``archive`` (its copy on the node, in ``directory``)."""
+    found = {r["item"]["key"] for r in looked.get("results") or [] if (r.get("stat") or {}).get("exists")}
+    return [{"env": str(j["env"]), "id": str(j["id"]), "key": str(j["key"]),
+             "archive": f"{directory.rstrip('/')}/{j['env']}-{j['id']}.tar.gz"}
+            for j in jobs if j.get("key") in found]
+
+
 def theano_seed_errors(enabled: Any, seed_dir: Any, seed_user: Any, timeout: Any) -> list[str]:
     """Problems with the Theano seed settings (empty when seeding is off)."""
     if not enabled:
@@ -545,12 +585,38 @@ def theano_seed_errors(enabled: Any, seed_dir: Any, seed_user: Any, timeout: Any
     return errors
 
 
+def theano_seed_store_errors(store: Any, enabled: Any = True) -> list[str]:
+    """Problems with the controller's template store (empty when seeding is off)."""
+    if not enabled or store == "":
+        return []
+    if not isinstance(store, str) or not store.startswith("/") or "/../" in store + "/":
+        return [f"dl_user_config_theano_seed_store = {store!r} is invalid; allowed: an absolute path on the "
+                "controller, or '' (each node builds its own templates)"]
+    return []
+
+
+def theano_seed_said(seeded: Mapping[str, Any] | None) -> list[str]:
+    """What the seed step says of a node: the templates installed from the store, and the
+    problems (an archive refused, a workload a build could not compile: the module's
+    ``problems``; Ansible takes a module's ``warnings`` for its own)."""
+    seeded = seeded or {}
+    return ([f"template from the store: {i['env']}/{i['id']}" for i in seeded.get("imported") or [] if "files" in i]
+            + [f"WARNING: {w}" for w in seeded.get("problems") or []])
+
+
 class FilterModule:
     """dl_user_config filters."""
 
     def filters(self) -> dict[str, Any]:
         return {
             "dl_user_config_merge_users": merge_users,
+            "dl_user_config_theano_seed_jobs": theano_seed_jobs,
+            "dl_user_config_theano_seed_stored": theano_seed_stored,
+            "dl_user_config_theano_seed_builders": theano_seed_builders,
+            "dl_user_config_theano_seed_mine": theano_seed_mine,
+            "dl_user_config_theano_seed_imports": theano_seed_imports,
+            "dl_user_config_theano_seed_store_errors": theano_seed_store_errors,
+            "dl_user_config_theano_seed_said": theano_seed_said,
             "dl_user_config_merge_settings": merge_settings,
             "dl_user_config_effective": effective_users,
             "dl_user_config_errors": user_errors,

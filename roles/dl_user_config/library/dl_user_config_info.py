@@ -187,6 +187,15 @@ theano_seeds:
   returned: always
   type: list
   elements: dict
+theano_seed_platform:
+  description:
+    - With O(theano_seed_dir), the nodes a template built here is good for, besides what its
+      id already covers (the env's build: real path, packages, kernel release, machine): the
+      distribution and release, and a digest of the C++ compiler's version and of what
+      C(-march=native) means to it on this CPU (the flags Theano compiles with). For example
+      C(debian12-5f0c2a9e1b7d). Empty when there is no C(g++) (nothing to share then).
+  returned: always
+  type: str
 """
 
 import glob
@@ -339,6 +348,38 @@ def env_build(python: str) -> tuple[str, str]:
     return real, hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def os_release(text: str) -> str:
+    """``ID`` and ``VERSION_ID`` of an os-release file, as one name (``debian12``, ``ubuntu2404``)."""
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        fields[key.strip()] = value.strip().strip('"').strip("'")
+    name = (fields.get("ID", "") + fields.get("VERSION_ID", "").replace(".", "")).lower()
+    return "".join(c for c in name if c.isalnum()) or "unknown"
+
+
+def seed_platform(run: Callable[[list[str]], tuple[int, str, str]], release: str, cpuinfo: str) -> str:
+    """See RV(theano_seed_platform): the release name and a digest of ``g++``'s version and
+    of its ``-march=native`` target options (the CPU's first block of /proc/cpuinfo where the
+    compiler cannot say); '' without ``g++``."""
+    rc, version, _err = run(["g++", "-dumpfullversion", "-dumpversion"])
+    if rc != 0:
+        return ""
+    rc, target, _err = run(["g++", "-march=native", "-Q", "--help=target"])
+    if rc != 0:
+        target = cpuinfo.split("\n\n")[0]
+    digest = hashlib.sha256(f"{version.strip()}\n{target}".encode()).hexdigest()[:12]
+    return f"{release}-{digest}"
+
+
+def read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(1 << 20)
+    except OSError:
+        return ""
+
+
 def list_seeds(seed_dir: str) -> list[dict[str, Any]]:
     """The templates in seed_dir (ENV/ID with a seed.json), and whether each is root's alone."""
     found: list[dict[str, Any]] = []
@@ -434,9 +475,13 @@ def main() -> None:
     cuda_root = p["cuda_root"] if p["cuda_root"] and os.path.isdir(p["cuda_root"]) else ""
     header_path, header = first_header(header_dirs(p["cudnn_header_dirs"]))
     seeds = list_seeds(p["theano_seed_dir"]) if p["theano_seed_dir"] else []
+    platform = ""
+    if p["theano_seed_dir"]:
+        platform = seed_platform(lambda argv: module.run_command(argv, environ_update={"LC_ALL": "C"}),
+                                 os_release(read_text("/etc/os-release")), read_text("/proc/cpuinfo"))
     module.exit_json(changed=False, passwd=passwd, paths=paths, dirs=dirs, envs=envs, envs_source=source,
                      libraries=libraries, cuda_root=cuda_root, cudnn_header=header, cudnn_header_path=header_path,
-                     user_files=user_files, theano_seeds=seeds)
+                     user_files=user_files, theano_seeds=seeds, theano_seed_platform=platform)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,16 @@ description:
     C(.dlstack-seed.json) and not in the new one are removed, and the marker is rewritten.
     Module directories keep their Theano names (C(tmp...)), which Theano requires to take a
     copied module as its own.
+  - B(Imports) templates packed on another node of the same platform (O(imports): archives
+    from the controller's store, see O(export_dir)) before building: each archive is read in
+    full and checked (only regular files and directories, no absolute or C(..) names, a
+    C(seed.json) naming the same env and id), unpacked into a hidden directory, made root's
+    (directories C(0755), files C(0644)) and renamed into place; the archive is removed. An
+    archive that fails a check is reported in RV(problems) and the template is built instead,
+    when O(builds) lists it.
+  - B(Exports) (O(export_dir) set) each template built by this call as
+    O(export_dir)/ENV-ID.tar.gz (root's, C(0600)), returned in RV(built) as C(archive), for
+    the controller's store.
   - B(Prunes) templates of an env that are not listed in O(prune) (older builds or profiles
     no user has any more).
   - Every file a user's Theano process loads is then the user's own, in a directory only the
@@ -67,6 +77,17 @@ options:
     type: list
     elements: dict
     default: []
+  imports:
+    description:
+      - Templates to install from archives on the node, each C(env), C(id) and C(archive) (an
+        absolute path, made by O(export_dir) on a node of the same platform). Done first.
+    type: list
+    elements: dict
+    default: []
+  export_dir:
+    description: Where to pack each template this call builds (root's directory; empty, the default, packs none).
+    type: str
+    default: ''
 attributes:
   check_mode:
     support: full
@@ -88,7 +109,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 built:
-  description: One entry per template built, with C(env), C(id), C(seconds), C(modules) and C(workloads).
+  description:
+    - One entry per template built, with C(env), C(id), C(seconds), C(modules) and
+      C(workloads), C(archive) when packed (O(export_dir)), and C(key) when the request had one.
   returned: always
   type: list
   elements: dict
@@ -97,13 +120,21 @@ seeded:
   returned: always
   type: list
   elements: dict
+imported:
+  description: One entry per template installed from an archive, with C(env), C(id) and C(files).
+  returned: always
+  type: list
+  elements: dict
 pruned:
   description: The template directories removed.
   returned: always
   type: list
   elements: str
-warnings:
-  description: Workloads that failed during a build (the template keeps what the others compiled).
+problems:
+  description:
+    - Workloads that failed during a build (the template keeps what the others compiled), and
+      archives from the store that were refused (the template is then built here). Not
+      C(warnings), which Ansible takes for its own.
   returned: always
   type: list
   elements: str
@@ -118,6 +149,7 @@ import re
 import shutil
 import stat as stat_mod
 import subprocess
+import tarfile
 import time
 from typing import Any
 
@@ -272,15 +304,20 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
-def build_template(item: dict[str, Any], seed_dir: str, seed_user: str, warmup: str, timeout: float) -> dict[str, Any]:
-    """Build one template (see DOCUMENTATION); returns what was built."""
+def build_template(item: dict[str, Any], seed_dir: str, seed_user: str, warmup: str, timeout: float,
+                   export_dir: str = "") -> dict[str, Any]:
+    """Build one template (see DOCUMENTATION), packed into export_dir when given; returns
+    what was built."""
     env, tid = str(item["env"]), str(item["id"])
     if not ENV_NAME.match(env) or ".." in env or not ID.match(tid):
         raise SeedError(f"bad template name {env}/{tid}")
     env_dir = os.path.join(seed_dir, env)
     final = os.path.join(env_dir, tid)
     if os.path.isfile(os.path.join(final, "seed.json")) and tree_is_root_only(final) is None:
-        return {"env": env, "id": tid, "existed": True}
+        existed: dict[str, Any] = {"env": env, "id": tid, "existed": True}
+        if export_dir:
+            existed.update(archive=pack_template(final, export_dir, env, tid), key=str(item.get("key") or ""))
+        return existed
     account = pwd.getpwnam(seed_user)
     owner = pwd.getpwnam(str(item["user"]))
     theanorc = run_as_user(owner.pw_name, owner.pw_uid, owner.pw_gid, read_theanorc, owner.pw_dir)
@@ -348,8 +385,113 @@ def build_template(item: dict[str, Any], seed_dir: str, seed_user: str, warmup: 
         remove_tree(staging)
     failed = [f"{env}: workload {k} failed during the seed build: {v.get('error')}"
               for k, v in seed["workloads"].items() if not v.get("ok")]
-    return {"env": env, "id": tid, "seconds": seconds, "modules": len(modules), "workloads": seed["workloads"],
+    done = {"env": env, "id": tid, "seconds": seconds, "modules": len(modules), "workloads": seed["workloads"],
             "from_previous": seed["from_previous"], "warnings": failed}
+    if item.get("key"):
+        done["key"] = str(item["key"])
+    if export_dir:
+        done["archive"] = pack_template(final, export_dir, env, tid)
+    return done
+
+
+# --- the controller's store: packing and unpacking templates ----------------------------------
+
+ARCHIVE_MAX_FILES = 20000
+ARCHIVE_MAX_BYTES = 2 << 30
+
+
+def pack_template(template: str, export_dir: str, env: str, tid: str) -> str:
+    """Pack a built template as export_dir/ENV-ID.tar.gz (root's, 0600), written beside and
+    renamed, with names relative to the template and no owners; returns its path."""
+    problem = tree_is_root_only(template)
+    if problem:
+        raise SeedError(f"template {env}/{tid} not packed: {problem}")
+    os.makedirs(export_dir, 0o700, exist_ok=True)
+    archive = os.path.join(export_dir, f"{env}-{tid}.tar.gz")
+    partial = f"{archive}.{os.getpid()}.tmp"
+
+    def plain(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name in sorted(os.listdir(template)):
+            tar.add(os.path.join(template, name), arcname=name, filter=plain)
+    os.replace(partial, archive)
+    return archive
+
+
+def archive_problem(tar: tarfile.TarFile, env: str, tid: str) -> str | None:
+    """Why an archive is not a template of env/tid that is safe to unpack (None when it is):
+    only regular files and directories, relative names without '..', within the limits, and
+    a seed.json naming the same env and id."""
+    members = tar.getmembers()  # reads the whole archive: a truncated one fails here
+    if len(members) > ARCHIVE_MAX_FILES or sum(m.size for m in members) > ARCHIVE_MAX_BYTES:
+        return "it is larger than a template can be"
+    for member in members:
+        name = member.name
+        if name.startswith("/") or ".." in name.split("/") or not (member.isfile() or member.isdir()):
+            return f"{name!r} is not a plain relative file or directory"
+    try:
+        handle = tar.extractfile("seed.json")
+        seed = json.loads(handle.read(1 << 20)) if handle else None
+    except (KeyError, ValueError):
+        seed = None
+    if not isinstance(seed, dict) or seed.get("env") != env or seed.get("id") != tid or not seed.get("compiledir_name"):
+        return f"its seed.json does not describe template {env}/{tid}"
+    return None
+
+
+def import_template(item: dict[str, Any], seed_dir: str) -> dict[str, Any]:
+    """Install one packed template (see DOCUMENTATION); returns what was done, with a
+    C(warning) instead when the archive was refused. The archive is removed either way."""
+    env, tid, archive = str(item["env"]), str(item["id"]), str(item["archive"])
+    if not ENV_NAME.match(env) or ".." in env or not ID.match(tid) or not os.path.isabs(archive):
+        raise SeedError(f"bad import request {item!r}")
+    final = os.path.join(seed_dir, env, tid)
+    try:
+        if os.path.isfile(os.path.join(final, "seed.json")) and tree_is_root_only(final) is None:
+            return {"env": env, "id": tid, "existed": True}
+        partial = os.path.join(seed_dir, env, f".import-{tid}")
+        remove_tree(partial)
+        os.makedirs(os.path.join(seed_dir, env), 0o755, exist_ok=True)
+        try:
+            with tarfile.open(archive, mode="r:gz") as tar:
+                problem = archive_problem(tar, env, tid)
+                if problem:
+                    return {"env": env, "id": tid, "warning": f"{env}/{tid}: the store's archive was not used: {problem}"}
+                os.mkdir(partial, 0o700)
+                files = 0
+                for member in tar.getmembers():
+                    target = os.path.join(partial, member.name)
+                    if member.isdir():
+                        os.makedirs(target, 0o755, exist_ok=True)
+                        continue
+                    os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
+                    source = tar.extractfile(member)
+                    if source is None:
+                        raise SeedError(f"{member.name} could not be read from {archive}")
+                    with source, open(target, "xb") as out:
+                        shutil.copyfileobj(source, out)
+                    files += 1
+        except (OSError, tarfile.TarError, EOFError) as exc:
+            remove_tree(partial)
+            return {"env": env, "id": tid, "warning": f"{env}/{tid}: the store's archive was not used: {exc}"}
+        for root, dirs, names in os.walk(partial):
+            os.chown(root, 0, 0)
+            os.chmod(root, 0o755)
+            for name in dirs + names:
+                path = os.path.join(root, name)
+                os.chown(path, 0, 0, follow_symlinks=False)
+                if name in names:
+                    os.chmod(path, 0o644)
+        remove_tree(final)
+        os.rename(partial, final)
+        return {"env": env, "id": tid, "files": files}
+    finally:
+        remove_tree(archive)
 
 
 # --- seeding a user's compile directory (runs as the user) -----------------------------------
@@ -458,6 +600,8 @@ def main() -> None:
             "builds": {"type": "list", "elements": "dict", "default": []},
             "seeds": {"type": "list", "elements": "dict", "default": []},
             "prune": {"type": "list", "elements": "dict", "default": []},
+            "imports": {"type": "list", "elements": "dict", "default": []},
+            "export_dir": {"type": "str", "default": ""},
         },
         supports_check_mode=True,
     )
@@ -468,34 +612,44 @@ def main() -> None:
     if os.geteuid() != 0:
         module.fail_json(msg="dl_user_config_theano_seed needs root (it acts as the seed account and each user)")
     to_prune = [(str(i["env"]), [str(k) for k in i.get("keep") or []]) for i in p["prune"]]
+    if p["export_dir"] and not os.path.isabs(p["export_dir"]):
+        module.fail_json(msg=f"export_dir {p['export_dir']!r}: an absolute path is needed")
     if module.check_mode:
-        would = bool(p["builds"] or p["seeds"]) or any(
+        would = bool(p["imports"] or p["builds"] or p["seeds"]) or any(
             set(os.listdir(os.path.join(seed_dir, env))) - set(keep)
             for env, keep in to_prune if os.path.isdir(os.path.join(seed_dir, env)))
-        module.exit_json(changed=would, built=[], seeded=[], pruned=[], warnings=[])
+        module.exit_json(changed=would, imported=[], built=[], seeded=[], pruned=[], problems=[])
     os.makedirs(seed_dir, 0o755, exist_ok=True)
     st = os.lstat(seed_dir)
     if not stat_mod.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
         module.fail_json(msg=f"{seed_dir} must be a directory of root's, writable by root alone")
+    # users read the templates when their directories are seeded (as them): 0755, whoever made it
+    opened = stat_mod.S_IMODE(st.st_mode) != 0o755
+    if opened:
+        os.chmod(seed_dir, 0o755)
+    imported: list[dict[str, Any]] = []
     built: list[dict[str, Any]] = []
     seeded: list[dict[str, Any]] = []
     pruned: list[str] = []
     with open(os.path.join(seed_dir, ".lock"), "w", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            for item in p["imports"]:
+                imported.append(import_template(item, seed_dir))
             for item in p["builds"]:
-                built.append(build_template(item, seed_dir, p["seed_user"], p["warmup"], float(p["timeout"])))
+                built.append(build_template(item, seed_dir, p["seed_user"], p["warmup"], float(p["timeout"]),
+                                            p["export_dir"]))
             for item in p["seeds"]:
                 seeded.append(seed_user(item, seed_dir))
             for env, keep in to_prune:
                 pruned += prune(seed_dir, env, keep)
         except (SeedError, SwitchError, OSError, KeyError) as exc:
-            module.fail_json(msg=f"dl_user_config_theano_seed: {exc}", built=built, seeded=seeded, pruned=pruned,
-                             changed=bool(built or seeded or pruned))
-    warnings = [w for b in built for w in b.get("warnings", [])]
-    changed = bool([b for b in built if not b.get("existed")] or [s for s in seeded if s["copied"] or s["removed"]]
+            module.fail_json(msg=f"dl_user_config_theano_seed: {exc}", imported=imported, built=built, seeded=seeded,
+                             pruned=pruned, changed=bool(imported or built or seeded or pruned))
+    warnings = [i["warning"] for i in imported if i.get("warning")] + [w for b in built for w in b.get("warnings", [])]
+    changed = opened or bool([i for i in imported if "files" in i] or [b for b in built if not b.get("existed") or b.get("archive")]
                    or seeded or pruned)
-    module.exit_json(changed=changed, built=built, seeded=seeded, pruned=pruned, warnings=warnings)
+    module.exit_json(changed=changed, imported=imported, built=built, seeded=seeded, pruned=pruned, problems=warnings)
 
 
 if __name__ == "__main__":
