@@ -43,7 +43,10 @@ options:
     description:
       - Seconds to wait for the connection. Name resolution may take twice that plus one
         second, so that one lost DNS packet, which the resolver sends again after 5 s by
-        default, does not count as a failure.
+        default, does not count as a failure. A name the resolver got no answer for at all
+        (C(Temporary failure in name resolution): a busy or briefly unreachable DNS server,
+        which APT would ride out with its retries) is asked once more; a name that does not
+        exist fails at once.
     type: float
     default: 5.0
   who:
@@ -118,14 +121,21 @@ def resolve(host: str, port: int, timeout: float,
     return box["result"]
 
 
-def try_tcp(host: str, port: int, timeout: float) -> str:
+def try_tcp(host: str, port: int, timeout: float,
+            getaddrinfo: Callable[..., Any] | None = None) -> str:
     """'' when a TCP connection to host:port opens within ``timeout``, else why not."""
-    try:
-        addresses = resolve(host, port, 2 * timeout + 1)
-    except socket.gaierror as exc:
-        return f"name not resolved ({host}: {exc.strerror or exc})"
-    except TimeoutError as exc:
-        return str(exc)
+    addresses: list[Any] = []
+    for attempt in (1, 2):
+        try:
+            addresses = resolve(host, port, 2 * timeout + 1, getaddrinfo or socket.getaddrinfo)
+            break
+        except socket.gaierror as exc:
+            # EAI_AGAIN: no answer from the DNS servers (not "no such name"): ask once more
+            if exc.errno == socket.EAI_AGAIN and attempt == 1:
+                continue
+            return f"name not resolved ({host}: {exc.strerror or exc})"
+        except TimeoutError as exc:
+            return str(exc)
     last = ""
     for family, socktype, proto, _name, address in addresses:
         sock = socket.socket(family, socktype, proto)

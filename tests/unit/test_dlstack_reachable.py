@@ -69,6 +69,43 @@ def test_a_silent_endpoint_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
     assert mod.try_tcp("127.0.0.1", 9, 0.5) == "no answer within 0.5 s (127.0.0.1:9)"
 
 
+def fake_getaddrinfo(errors: list[int], port: int) -> tuple[list[int], Any]:
+    """A getaddrinfo that raises gaierror with each of ``errors`` in turn, then resolves to
+    127.0.0.1:``port``; the list it returns counts the calls."""
+    calls: list[int] = []
+
+    def getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) <= len(errors):
+            code = errors[len(calls) - 1]
+            raise socket.gaierror(code, {socket.EAI_AGAIN: "Temporary failure in name resolution",
+                                         socket.EAI_NONAME: "Name or service not known"}[code])
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    return calls, getaddrinfo
+
+
+def test_a_resolver_without_answer_is_asked_once_more(listener: int) -> None:
+    # a busy DNS server (EAI_AGAIN) failed a whole node's converge here; apt would have retried
+    calls, getaddrinfo = fake_getaddrinfo([socket.EAI_AGAIN], listener)
+    assert mod.try_tcp("deb.debian.org", listener, 2, getaddrinfo=getaddrinfo) == ""
+    assert len(calls) == 2
+
+
+def test_a_resolver_without_answer_twice_fails(listener: int) -> None:
+    calls, getaddrinfo = fake_getaddrinfo([socket.EAI_AGAIN, socket.EAI_AGAIN], listener)
+    error = mod.try_tcp("deb.debian.org", listener, 2, getaddrinfo=getaddrinfo)
+    assert error == "name not resolved (deb.debian.org: Temporary failure in name resolution)"
+    assert len(calls) == 2
+
+
+def test_a_name_that_does_not_exist_is_not_asked_again(listener: int) -> None:
+    calls, getaddrinfo = fake_getaddrinfo([socket.EAI_NONAME], listener)
+    error = mod.try_tcp("aptcahce", listener, 2, getaddrinfo=getaddrinfo)
+    assert error == "name not resolved (aptcahce: Name or service not known)"
+    assert len(calls) == 1
+
+
 def test_a_resolver_that_hangs_is_cut_at_the_timeout() -> None:
     def hang(*args: Any, **kwargs: Any) -> Any:
         import time

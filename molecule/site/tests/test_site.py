@@ -65,8 +65,17 @@ def test_envs_built(host) -> None:
     assert [e["name"] for e in config["envs"]] == ENVS[node]
     for env in ENVS[node]:
         assert host.file(f"/opt/dlstack/envs/{env}").is_symlink
-    # the GPU nodes installed from their wheelhouse (offline); the workstation from PyPI
-    assert host.file("/var/lib/dlstack/wheelhouse").is_directory == node.startswith("site-gpu")
+        # the GPU nodes installed from their wheelhouse only (offline); the workstation from
+        # PyPI (the build log's first line is the installer's command)
+        command = host.file(f"/opt/dlstack/envs/{env}/dlstack-build.log").content_string.splitlines()[0]
+        assert ("--no-index" in command) == node.startswith("site-gpu"), (node, env, command)
+        assert "--find-links /var/lib/dlstack/wheelhouse" in command, (node, env, command)
+    # every node has a wheelhouse: the Theano env's pygpu wheel, which the role assembles on the
+    # controller, is installed from there on the workstation too
+    wheels = host.file("/var/lib/dlstack/wheelhouse").listdir()
+    assert any(w.startswith("pygpu-0.7.6-cp311-") for w in wheels), wheels
+    if not node.startswith("site-gpu"):
+        assert len(wheels) == 1, wheels
 
 
 def test_gpu_stack_skipped_without_gpu(host) -> None:
