@@ -118,6 +118,11 @@ def test_each_env_trained_once_per_node_and_as_each_user_with_their_backend(resu
             for env, check in probes.items():
                 assert check["status"] == "pass", (node, user["user"], env, check["reason"])
                 probe = check["data"]["probe"]
+                cache = probe.get("theano_cache") or {}
+                # what each user's run found, in the log (the scenario runs pytest with -r A)
+                print(f"{node} {user['user']} {env}: backend {probe['backend']}, floatx {probe['floatx']}, "
+                      f"training {sorted(probe.get('training') or {})}, config only {bool(probe.get('config_only'))}, "
+                      f"Theano cache {cache.get('loaded')} loaded {cache.get('compiled_versioned')} compiled")
                 served = "theano" if env == "keras2-theano" else "tensorflow"
                 assert probe["backend"] == (backend if backend == served else served), (node, user["user"], env)
                 assert probe["floatx"] == floatx
