@@ -537,9 +537,14 @@ def theano_seed_jobs(builds: Iterable[Mapping[str, Any]], platform: str, store: 
     return [{**b, "key": f"{platform}/{b['env']}-{b['id']}" if keyed else "", "stored": False} for b in builds]
 
 
+def _found_keys(looked: Mapping[str, Any]) -> set[str]:
+    """The job keys a registered ``stat`` loop over keyed jobs found in the store."""
+    return {r["item"]["key"] for r in looked.get("results") or [] if (r.get("stat") or {}).get("exists")}
+
+
 def theano_seed_stored(jobs: Iterable[Mapping[str, Any]], looked: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The jobs with ``stored`` set from a registered ``stat`` loop over the keyed jobs."""
-    found = {r["item"]["key"] for r in looked.get("results") or [] if (r.get("stat") or {}).get("exists")}
+    found = _found_keys(looked)
     return [{**j, "stored": bool(j.get("key")) and j["key"] in found} for j in jobs]
 
 
@@ -562,7 +567,7 @@ def theano_seed_mine(jobs: Iterable[Mapping[str, Any]], builders: Mapping[str, s
 def theano_seed_imports(jobs: Iterable[Mapping[str, Any]], looked: Mapping[str, Any], directory: str) -> list[dict[str, str]]:
     """The templates to install from the store (the keyed jobs a ``stat`` loop found there),
     each ``env``, ``id``, ``key`` and ``archive`` (its copy on the node, in ``directory``)."""
-    found = {r["item"]["key"] for r in looked.get("results") or [] if (r.get("stat") or {}).get("exists")}
+    found = _found_keys(looked)
     return [{"env": str(j["env"]), "id": str(j["id"]), "key": str(j["key"]),
              "archive": f"{directory.rstrip('/')}/{j['env']}-{j['id']}.tar.gz"}
             for j in jobs if j.get("key") in found]
