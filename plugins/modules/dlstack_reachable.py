@@ -44,7 +44,7 @@ options:
       - Seconds to wait for the connection. Name resolution may take twice that plus one
         second, so that one lost DNS packet, which the resolver sends again after 5 s by
         default, does not count as a failure. A name the resolver got no answer for at all
-        (C(Temporary failure in name resolution): a busy or briefly unreachable DNS server,
+        (C(Temporary failure in name resolution) - a busy or briefly unreachable DNS server,
         which APT would ride out with its retries) is asked once more; a name that does not
         exist fails at once.
     type: float

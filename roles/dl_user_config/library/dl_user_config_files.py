@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: dl_user_config_files
 short_description: Write a user's files and directories as that user, in one call
 description:
-  - Creates directories and writes files for one user, B(as that user): a forked child sets
+  - Creates directories and writes files for one user, B(as that user) -- a forked child sets
     the user's groups, gid and uid before it touches any path, so root never writes into a
     home (which may be NFS with root_squash) and a link the user planted can only lead where
     the user could write anyway.

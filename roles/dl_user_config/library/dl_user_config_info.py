@@ -98,7 +98,7 @@ options:
     default: []
   env_builds:
     description:
-      - Identify each existing env's build (RV(envs) C(real) and C(build)): the env's real
+      - Identify each existing env's build (RV(envs) C(real) and C(build)) -- the env's real
         directory, the names of the distributions installed in it, the kernel release and
         the machine. A rebuilt env (python_envs switches to a new build directory) or a changed
         package set gets a new C(build).
@@ -190,7 +190,7 @@ theano_seeds:
 theano_seed_platform:
   description:
     - With O(theano_seed_dir), the nodes a template built here is good for, besides what its
-      id already covers (the env's build: real path, packages, kernel release, machine): the
+      id already covers (the env's build -- real path, packages, kernel release, machine) -- the
       distribution and release, and a digest of the C++ compiler's version and of what
       C(-march=native) means to it on this CPU (the flags Theano compiles with). For example
       C(debian12-5f0c2a9e1b7d). Empty when there is no C(g++) (nothing to share then).

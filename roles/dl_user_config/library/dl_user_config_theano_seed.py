@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: dl_user_config_theano_seed
 short_description: Theano compile-cache seeds, built once per env build and settings profile
 description:
-  - B(Builds) each missing template: runs the warm-up program with the env's Python B(as the
+  - B(Builds) each missing template -- runs the warm-up program with the env's Python B(as the
     seed account) in a staging directory that holds the profile's C(keras.json) and
     C(.theanorc) (taken from a user of that profile, read as that user, C(base_compiledir)
     replaced), so that Theano compiles the C modules of the env's usual operations; then, as
@@ -19,13 +19,13 @@ description:
     template of the same profile, so a rebuild of the env recompiles only what Theano's own
     cache keys say changed; modules that no longer match are not copied.
   - B(Seeds) users' compile directories B(as each user) (a forked child with the user's uid,
-    gid and groups): the template's modules are copied into the user's own
+    gid and groups) -- the template's modules are copied into the user's own
     C(base_compiledir), those of an older template listed in the user's
     C(.dlstack-seed.json) and not in the new one are removed, and the marker is rewritten.
     Module directories keep their Theano names (C(tmp...)), which Theano requires to take a
     copied module as its own.
-  - B(Imports) templates packed on another node of the same platform (O(imports): archives
-    from the controller's store, see O(export_dir)) before building: each archive is read in
+  - B(Imports) templates packed on another node of the same platform (O(imports) -- archives
+    from the controller's store, see O(export_dir)) before building -- each archive is read in
     full and checked (only regular files and directories, no absolute or C(..) names, a
     C(seed.json) naming the same env and id), unpacked into a hidden directory, made root's
     (directories C(0755), files C(0644)) and renamed into place; the archive is removed. An

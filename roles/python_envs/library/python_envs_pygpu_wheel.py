@@ -10,7 +10,7 @@ module: python_envs_pygpu_wheel
 short_description: Assemble the pygpu wheel, libgpuarray inside, from Debian's python3-pygpu and libgpuarray3
 description:
   - Reads the C(.deb) files named by O(debs) from O(sources) (each checked against its
-    sha256), and writes the wheel C(pygpu-VERSION-cpXY-cpXY-manylinux_2_N_ARCH.whl) to O(dest):
+    sha256), and writes the wheel C(pygpu-VERSION-cpXY-cpXY-manylinux_2_N_ARCH.whl) to O(dest) --
     the pygpu package (its generated C sources left out), libgpuarray's shared library as
     C(pygpu.libs/libgpuarray.so.3) (loaded by C(pygpu/__init__.py) before the extension
     modules need it), the metadata, Debian's copyright files and the sources' sha256 in
