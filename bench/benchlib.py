@@ -46,7 +46,7 @@ def project_env(**extra: str) -> dict[str, str]:
     """The environment for ansible-playbook run outside the repository (no ansible.cfg): the
     project's roles, filters, modules and module_utils, plus ``extra``."""
     return dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_FILTER_PLUGINS=str(ROOT / "plugins" / "filter"),
-                ANSIBLE_LIBRARY=str(ROOT / "plugins" / "modules"),
+                ANSIBLE_LIBRARY=str(ROOT / "plugins" / "modules"), ANSIBLE_ACTION_PLUGINS=str(ROOT / "plugins" / "action"),
                 ANSIBLE_MODULE_UTILS=str(ROOT / "plugins" / "module_utils"), **extra)
 
 

@@ -23,10 +23,25 @@ options:
     type: list
     elements: str
     required: true
+  debs:
+    description:
+      - Package files (C(.deb)) the role would install; for a file that is not on the node yet
+        (the real run copies it first) the package name is taken from the file name.
+    type: list
+    elements: str
+    default: []
   who:
     description: Prefix of the message, e.g. C(common on gpu01).
     type: str
     default: dlstack
+  only_without_lists:
+    description:
+      - Do nothing (return O(blind=false)) when the node has package lists and every file of
+        O(debs) is on it, so that the caller runs M(ansible.builtin.apt) itself; the
+        M(dlstack_apt) action calls it so. A package file not on the node yet (check mode did
+        not copy it) is previewed even where lists exist.
+    type: bool
+    default: false
 author: dlstack
 """
 
@@ -48,7 +63,13 @@ msg:
   description: The line to show.
   returned: always
   type: str
+blind:
+  description: Whether the node has no package lists (the preview was made).
+  returned: always
+  type: bool
 """
+
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -63,8 +84,31 @@ def installed(module: AnsibleModule, names: list[str]) -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.endswith(" installed")}
 
 
-def message(who: str, missing: list[str]) -> str:
+def has_lists(lists: str) -> bool:
+    """Whether APT has downloaded any package index (a fresh image has none)."""
+    try:
+        return any("_Packages" in name for name in os.listdir(lists))
+    except OSError:
+        return False
+
+
+def deb_package(module: AnsibleModule, path: str) -> str:
+    """The package a .deb file holds, or the file's name when it is not on the node yet."""
+    if os.path.isfile(path):
+        rc, out, _err = module.run_command(["dpkg-deb", "-f", path, "Package"])
+        if rc == 0 and out.strip():
+            return out.strip()
+    # not copied yet: Debian names package files PACKAGE_VERSION_ARCH.deb
+    return os.path.basename(path).split("_")[0]
+
+
+def message(who: str, missing: list[str], absent_debs: list[str] | None = None) -> str:
+    """The line: why check mode cannot ask APT (no lists, or, with ``absent_debs``, package
+    files the real run copies first) and what the real run installs."""
     what = f"installs {', '.join(missing)} (not installed now)" if missing else "finds every package installed already"
+    if absent_debs:
+        return (f"{who}: the package file {', '.join(absent_debs)} is not on the node yet, so check mode cannot "
+                f"ask APT about it; the real run copies it first and {what}")
     return (f"{who}: no APT package lists yet, so check mode cannot resolve packages or predict their versions; "
             f"the real run downloads the lists first and {what}")
 
@@ -73,17 +117,24 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "names": {"type": "list", "elements": "str", "required": True},
+            "debs": {"type": "list", "elements": "str", "default": []},
             "who": {"type": "str", "default": "dlstack"},
+            "only_without_lists": {"type": "bool", "default": False},
+            "lists_dir": {"type": "path", "default": "/var/lib/apt/lists"},
         },
         supports_check_mode=True,
     )
-    names = list(dict.fromkeys(module.params["names"]))
+    absent = [d for d in module.params["debs"] if not os.path.isfile(d)]
+    lists = has_lists(module.params["lists_dir"])
+    if module.params["only_without_lists"] and lists and not absent:
+        module.exit_json(changed=False, blind=False, missing=[], msg="")
+    names = list(dict.fromkeys([*module.params["names"], *(deb_package(module, d) for d in module.params["debs"])]))
     have = installed(module, names) if names else set()
     missing = [name for name in names if name.split("=")[0] not in have]
-    msg = message(module.params["who"], missing)
+    msg = message(module.params["who"], missing, [os.path.basename(d) for d in absent] if lists else None)
     if missing:
         module.warn(msg)
-    module.exit_json(changed=bool(missing), missing=missing, msg=msg)
+    module.exit_json(changed=bool(missing), blind=True, missing=missing, msg=msg)
 
 
 if __name__ == "__main__":
