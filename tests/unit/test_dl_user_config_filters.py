@@ -348,7 +348,7 @@ def test_filters_are_registered() -> None:
                      "dl_user_config_json_dict", "dl_user_config_path_errors", "dl_user_config_unusable_keras_json",
                      "dl_user_config_file_is", "dl_user_config_dir_is", "dl_user_config_passwd_entry", "dl_user_config_public_envs",
                      "dl_user_config_cudnn_from_header", "dl_user_config_theano_profile",
-                     "dl_user_config_theano_seed_plan", "dl_user_config_theano_seed_errors",
+                     "dl_user_config_theano_seed_plan", "dl_user_config_theano_seed_errors", "dl_user_config_check_mode_unpredictable",
                      "dl_user_config_theano_seed_jobs", "dl_user_config_theano_seed_stored",
                      "dl_user_config_theano_seed_builders", "dl_user_config_theano_seed_mine",
                      "dl_user_config_theano_seed_imports", "dl_user_config_theano_seed_store_errors",
@@ -540,3 +540,19 @@ def test_merge_users_names_every_duplicate_of_every_level_at_once() -> None:
 def test_merge_users_names_the_level_that_is_not_a_list() -> None:
     with pytest.raises(AnsibleFilterError, match="dl_user_config_group_users must be a list of dicts, got dict"):
         duc.merge_users([], {"name": "alice"})
+
+
+def test_check_mode_names_what_it_cannot_predict_on_a_fresh_node() -> None:
+    targets = [{"name": "alice", "create": True}, {"name": "bob", "create": True}, {"name": "root", "create": False}]
+    envs = [{"name": "keras2-theano", "exists": False}, {"name": "keras3-tensorflow", "exists": True}]
+    line = duc.check_mode_unpredictable(targets, {"root": {}}, envs, "gpu01")
+    assert line == ("dl_user_config on gpu01: check mode cannot predict the users' files, the envs' backend hooks or the "
+                    "Theano seed templates: the accounts alice, bob are not created yet and the env keras2-theano is not "
+                    "built yet; the real run creates them first, then writes keras.json and .theanorc for alice, bob, root, "
+                    "a backend hook into each env and the templates")
+    assert "\n" not in line
+
+
+def test_check_mode_says_nothing_on_a_node_with_accounts_and_envs() -> None:
+    targets = [{"name": "alice", "create": True}]
+    assert duc.check_mode_unpredictable(targets, {"alice": {}}, [{"name": "e", "exists": True}], "gpu01") == ""

@@ -237,3 +237,15 @@ def test_seed_platform_follows_the_compiler_and_what_native_means_on_the_cpu() -
     assert info.seed_platform(run, "debian12", "cpu A\n\ncpu B") != info.seed_platform(run, "debian12", "cpu C\n\ncpu B")
     answers["-dumpfullversion"] = (127, "", "g++: not found")
     assert info.seed_platform(run, "debian12", "") == ""
+
+
+def test_a_compiler_that_is_not_installed_gives_no_platform_instead_of_failing() -> None:
+    """g++ comes with python_envs: check mode on a fresh node runs the module before it exists."""
+
+    class NoCompiler:
+        def run_command(self, argv: list[str], **_kw: object) -> tuple[int, str, str]:
+            raise FileNotFoundError(2, "No such file or directory", argv[0])
+
+    rc, _out, err = info.run_quietly(NoCompiler(), ["g++", "-dumpversion"])  # type: ignore[arg-type]
+    assert rc == 127 and "No such file" in err
+    assert info.seed_platform(lambda argv: info.run_quietly(NoCompiler(), argv), "debian12", "") == ""  # type: ignore[arg-type]

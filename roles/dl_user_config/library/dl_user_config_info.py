@@ -372,6 +372,15 @@ def seed_platform(run: Callable[[list[str]], tuple[int, str, str]], release: str
     return f"{release}-{digest}"
 
 
+def run_quietly(module: AnsibleModule, argv: list[str]) -> tuple[int, str, str]:
+    """run_command, but a program that is not installed (g++ before python_envs installs it,
+    as check mode on a fresh node sees it) gives rc 127 instead of failing the module."""
+    try:
+        return module.run_command(argv, environ_update={"LC_ALL": "C"}, handle_exceptions=False)
+    except OSError as exc:
+        return 127, "", str(exc)
+
+
 def read_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
@@ -477,8 +486,8 @@ def main() -> None:
     seeds = list_seeds(p["theano_seed_dir"]) if p["theano_seed_dir"] else []
     platform = ""
     if p["theano_seed_dir"]:
-        platform = seed_platform(lambda argv: module.run_command(argv, environ_update={"LC_ALL": "C"}),
-                                 os_release(read_text("/etc/os-release")), read_text("/proc/cpuinfo"))
+        platform = seed_platform(lambda argv: run_quietly(module, argv), os_release(read_text("/etc/os-release")),
+                                 read_text("/proc/cpuinfo"))
     module.exit_json(changed=False, passwd=passwd, paths=paths, dirs=dirs, envs=envs, envs_source=source,
                      libraries=libraries, cuda_root=cuda_root, cudnn_header=header, cudnn_header_path=header_path,
                      user_files=user_files, theano_seeds=seeds, theano_seed_platform=platform)
