@@ -609,26 +609,25 @@ def theano_seed_said(seeded: Mapping[str, Any] | None) -> list[str]:
             + [f"WARNING: {w}" for w in seeded.get("problems") or []])
 
 
-
 def check_mode_unpredictable(targets: list[dict[str, Any]], passwd: Any, envs: list[dict[str, Any]], host: str) -> str:
     """In check mode: '' when every account the users' files need exists and every env is
     built; else the one line saying what check mode cannot predict on the node and why (the
     real run creates those accounts and envs first, then writes what depends on them)."""
+
+    def missing(kind: str, names: list[str], state: str) -> list[str]:
+        many = len(names) > 1
+        return [f"the {kind}{'s' if many else ''} {', '.join(names)} {'are' if many else 'is'} {state}"] if names else []
+
     accounts = [str(u["name"]) for u in targets if u.get("create") and u["name"] not in (passwd or {})]
-    missing_envs = [str(e["name"]) for e in envs if not e.get("exists")]
-    if not accounts and not missing_envs:
+    why = (missing("account", accounts, "not created yet")
+           + missing("env", [str(e["name"]) for e in envs if not e.get("exists")], "not built yet"))
+    if not why:
         return ""
-    why = []
-    if accounts:
-        why.append(f"the account{'s' if len(accounts) > 1 else ''} {', '.join(accounts)} "
-                   f"{'are' if len(accounts) > 1 else 'is'} not created yet")
-    if missing_envs:
-        why.append(f"the env{'s' if len(missing_envs) > 1 else ''} {', '.join(missing_envs)} "
-                   f"{'are' if len(missing_envs) > 1 else 'is'} not built yet")
     users = ", ".join(str(u["name"]) for u in targets) or "no user"
     return (f"dl_user_config on {host}: check mode cannot predict the users' files, the envs' backend hooks or the "
             f"Theano seed templates: {' and '.join(why)}; the real run creates them first, then writes keras.json "
             f"and .theanorc for {users}, a backend hook into each env and the templates")
+
 
 class FilterModule:
     """dl_user_config filters."""
