@@ -180,7 +180,7 @@ def test_first_run_builds_stamps_and_links(tmp_path: Path) -> None:
     assert venv[venv.index("--python") + 1] == "python3.11" and "--no-python-downloads" in venv
     install = next(c for c in runner.calls if c[:3] == [UV, "pip", "install"])
     assert install[install.index("--python") + 1] == str(build / "bin" / "python")
-    assert {"--no-deps", "--require-hashes", "--no-index", "--compile-bytecode", "--reinstall"} <= set(install)
+    assert {"--no-deps", "--require-hashes", "--no-index", "--compile-bytecode", "--reinstall", "--no-cache"} <= set(install)
     assert install[install.index("--link-mode") + 1] == "copy" and install[-2:] == ["-r", str(build / m.LOCK_FILE)]
     assert install[install.index("--find-links") + 1] == "/w" and "--build-constraints" not in install
     log = [json.loads(line) for line in (tmp_path / "log" / "envs.log").read_text().splitlines()]

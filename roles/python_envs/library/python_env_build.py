@@ -17,8 +17,10 @@ description:
     its interpreter still resolves, nothing is run (no installer, no venv); only the link, the
     O(files) and the ownership are checked.
   - Otherwise the build directory is (re)created from scratch - C(uv venv), then C(uv pip
-    install --no-deps --require-hashes --compile-bytecode -r lock) (the lock must be the whole
-    closure, each pin with the sha256 of every file it may install), then C(uv pip check) on
+    install --no-deps --require-hashes --compile-bytecode --no-cache -r lock) (the lock must be
+    the whole closure, each pin with the sha256 of every file it may install; no uv cache is
+    kept on the node (a cache under /root/.cache/uv held a second copy of every env, 1.7 GB
+    for the two default envs)), then C(uv pip check) on
     the locked packages, the O(files), the ownership - and the stamp is written last. Only
     then is the link switched, with an atomic rename. A run killed at any point leaves the
     link on the previous complete build (or absent); the next run finds the build without
@@ -583,7 +585,7 @@ class EnvBuilder:
         """Install exactly the lock's files, each checked against its hashes, nothing else."""
         if self.p["installer"] == "uv":
             cmd = [self.p["uv"], "pip", "install", "--no-config", "--python", venv_python, "--no-deps",
-                   "--require-hashes", "--link-mode", "copy", "--compile-bytecode", "--system-certs",
+                   "--require-hashes", "--link-mode", "copy", "--compile-bytecode", "--no-cache", "--system-certs",
                    *self.p["sources"]]
             if constraints:
                 cmd += ["--build-constraints", constraints]
