@@ -1,0 +1,95 @@
+"""Unit tests for scripts/prepared-image: which platforms take part, the key, and when a
+recorded prepared image may be used."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import plugin_loader
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+prepared = plugin_loader.load_by_path("prepared_image", REPO / "scripts" / "prepared-image")
+
+
+def test_base_config_platforms_are_start_tags() -> None:
+    found = prepared.platforms("cuda_toolkit")
+    assert found == [
+        prepared.Platform("cuda_toolkit-debian12", "localhost/dlstack/debian:12-sshd.cuda_toolkit-debian12",
+                          "localhost/dlstack/debian:12-sshd"),
+        prepared.Platform("cuda_toolkit-debian13", "localhost/dlstack/debian:13-sshd.cuda_toolkit-debian13",
+                          "localhost/dlstack/debian:13-sshd"),
+    ]
+
+
+def test_a_scenario_with_its_own_platforms() -> None:
+    assert [(p.container, p.base) for p in prepared.platforms("python_envs_offline")] == [
+        ("python_envs_offline-node1", "localhost/dlstack/debian:12-sshd"),
+        ("python_envs_offline-node2", "localhost/dlstack/debian:13-sshd")]
+    # site names its base images directly: it always starts from them
+    assert prepared.platforms("site") == []
+
+
+def test_which_prepares_keep_images() -> None:
+    keeping = sorted(p.parent.name for p in (REPO / "molecule").glob("*/prepare.yml") if prepared.keeps_images(p.parent.name))
+    assert keeping == ["cuda_toolkit", "cudnn_archive", "dl_user_config", "dl_verify", "nvidia_driver_distro",
+                       "python_envs_offline"]
+    for name in keeping:
+        text = (REPO / "molecule" / name / "prepare.yml").read_text()
+        # every node play of such a prepare ends early on a node that starts prepared
+        assert text.count("hosts: all") == text.count("../shared/tasks/prepared_skip.yml"), name
+
+
+def test_start_tag_must_name_its_own_container(tmp_path: Path) -> None:
+    (tmp_path / "molecule" / "x").mkdir(parents=True)
+    (tmp_path / ".config" / "molecule").mkdir(parents=True)
+    (tmp_path / ".config" / "molecule" / "config.yml").write_text("platforms: []\n")
+    (tmp_path / "molecule" / "x" / "molecule.yml").write_text(
+        "platforms:\n"
+        "  - {name: x-a, image: 'localhost/dlstack/debian:12-sshd.x-a'}\n"
+        "  - {name: x-b, image: 'localhost/dlstack/debian:12-sshd.x-a'}\n"   # another container's tag
+        "  - {name: x-c, image: 'localhost/dlstack/debian:12-sshd'}\n")       # a base image
+    assert [p.container for p in prepared.platforms("x", tmp_path)] == ["x-a"]
+
+
+def git_tree(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+
+
+def test_key_follows_what_a_prepare_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DLSTACK_HOST_CA_BUNDLE", str(tmp_path / "no-bundle"))
+    git_tree(tmp_path, {"roles/common/tasks/main.yml": "a", "molecule/x/prepare.yml": "p", "molecule/y/prepare.yml": "q",
+                        "docs/notes.md": "d", ".gitignore": "molecule/x/files/store/\n",
+                        "molecule/x/files/store/seed": "s"})
+    first = prepared.key("x", "base1", tmp_path)
+    assert prepared.key("x", "base1", tmp_path) == first
+    assert prepared.key("x", "base2", tmp_path) != first                  # another base image
+    (tmp_path / "docs" / "notes.md").write_text("other")                  # not read by a prepare
+    (tmp_path / "molecule" / "y" / "prepare.yml").write_text("other")     # another scenario's
+    (tmp_path / "molecule" / "x" / "files" / "store" / "seed").write_text("written by a run")  # ignored
+    assert prepared.key("x", "base1", tmp_path) == first
+    (tmp_path / "roles" / "common" / "tasks" / "main.yml").write_text("b")
+    second = prepared.key("x", "base1", tmp_path)
+    assert second != first
+    (tmp_path / "molecule" / "x" / "prepare.yml").write_text("p2")
+    assert prepared.key("x", "base1", tmp_path) != second
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("cert")
+    monkeypatch.setenv("DLSTACK_HOST_CA_BUNDLE", str(bundle))
+    assert prepared.key("x", "base1", tmp_path) != prepared.key("y", "base1", tmp_path)
+
+
+def test_verdict() -> None:
+    now = 1_000_000.0
+    record = {"key": "k", "image": "i", "created": now - 3600}
+    assert prepared.verdict(record, "k", True, now) is None
+    assert prepared.verdict(None, "k", True, now) == "none recorded in this cache directory"
+    assert prepared.verdict(record, "other", True, now) == "what its prepare reads has changed since it was made"
+    assert prepared.verdict(record, "k", False, now) == "the image is gone"
+    old = dict(record, created=now - (prepared.MAX_AGE_DAYS * 86400 + 1))
+    assert prepared.verdict(old, "k", True, now) == f"older than {prepared.MAX_AGE_DAYS} days"
+
