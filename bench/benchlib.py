@@ -9,6 +9,7 @@ The benchmark scripts import it by name: Python puts a script's own folder (benc
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import resource
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from importlib.machinery import SourceFileLoader
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,16 @@ def whole_numbers(low: int, high: int, increasing: bool = False) -> Callable[[st
         return numbers
 
     return parse
+
+
+def recap(output: str) -> dict[str, tuple[int, int, int]]:
+    """(changed, unreachable, failed) per host of ansible-playbook's last PLAY RECAP, by
+    scripts/check-recap's parser (a script, loaded by its path)."""
+    spec = importlib.util.spec_from_loader("check_recap", SourceFileLoader("check_recap", str(ROOT / "scripts" / "check-recap")))
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.recap(output)
 
 
 def heading(title: str) -> str:

@@ -86,3 +86,7 @@ def test_whole_numbers() -> None:
     for bad, parse in [("", sizes), ("0,2", sizes), ("51", sizes), ("x", sizes), ("5,1", counts), ("1,1", counts)]:
         with pytest.raises(lib.argparse.ArgumentTypeError, match="whole numbers from"):
             parse(bad)
+
+
+def test_recap_is_scripts_check_recap() -> None:
+    assert lib.recap("PLAY RECAP ***\ngpu02 : ok=10 changed=3 unreachable=1 failed=0 skipped=2\n") == {"gpu02": (3, 1, 0)}

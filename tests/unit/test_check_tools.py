@@ -220,3 +220,12 @@ def test_apt_preview_previews_a_deb_that_check_mode_did_not_copy_even_with_lists
     assert out["msg"] == ("python_envs on ws01: the package file dlstack-python3.11_3.11.2-1_amd64.deb is not on the node yet, "
                           "so check mode cannot ask APT about it; the real run copies it first and installs "
                           "dlstack-python3.11 (not installed now)")
+
+
+def test_recap_parser_is_the_one_check_fresh_uses() -> None:
+    assert recap.recap(RECAP.format(ws=2, failed=1)) == {"gpu01": (0, 0, 0), "ws01": (2, 0, 1)}
+    assert recap.recap("PLAY RECAP\nfirst : ok=1 changed=1 unreachable=0 failed=0\n"
+                       "PLAY RECAP\nlast : ok=1 changed=0 unreachable=1 failed=0\n") == {"last": (0, 1, 0)}
+    assert recap.recap("no recap") == {}
+    fresh = plugin_loader.load_by_path("check_fresh", REPO / "scripts" / "check-fresh")
+    assert fresh.check_recap.recap is not None and not hasattr(fresh, "RECAP")
