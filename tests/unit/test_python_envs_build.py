@@ -292,6 +292,24 @@ def test_failed_pip_removes_the_build_and_keeps_the_env(tmp_path: Path) -> None:
     assert [e["result"] for e in log] == ["built", "failed"] and "pyyaml==6.0.2" in log[1]["error"]
 
 
+def test_full_disk_says_so_and_keeps_the_env(tmp_path: Path) -> None:
+    root = tmp_path / "envs"
+    first = run(tmp_path)
+    err = ("error: failed to copy file from /root/.cache/uv/x/numpy/a.py to /opt/dlstack/envs/.b/a.py: "
+           "No space left on device (os error 28)\n")
+    with pytest.raises(m.BuildError, match=r"^env 'keras2-theano': no space left on the disk of .*envs \(\d+ MB free once the "
+                       rf"partial build was removed; the new build needs more\): the env still points at its previous build "
+                       rf"{Path(first['build']).name}; free space there or set python_envs_root to a larger disk$"):
+        run(tmp_path, FakeRunner(pip_rc=1, pip_err=err), requirements="pyyaml==6.0.2\n")
+    assert os.readlink(root / "keras2-theano") == Path(first["build"]).name
+    assert sorted(e for e in os.listdir(root) if e.startswith(".keras2-theano-")) == [Path(first["build"]).name]
+    # the OS's own error (writing the stamp, making the venv) is read the same way
+    assert m.out_of_space(OSError(28, "No space left on device")) and not m.out_of_space(OSError(13, "Permission denied"))
+    assert m.no_space_message("tf", "/opt/envs", None, 5 * 2**20).startswith(
+        "env 'tf': no space left on the disk of /opt/envs (5 MB free once the partial build was removed; "
+        "the new build needs more): the env does not exist yet;")
+
+
 def test_inconsistent_pins_fail_the_build(tmp_path: Path) -> None:
     out = "The package `keras` requires `h5py`, but it's not installed\n"
     with pytest.raises(m.BuildError, match=r"env 'keras2-theano': the pins are inconsistent \(uv check\): The package `keras`"):

@@ -27,7 +27,8 @@ description:
     its stamp, removes it and builds again.
   - A failed build is removed and the module fails with one line naming the env and, when
     the installer says which, the package (and, for a file whose hash is not in the lock,
-    the wheelhouse file); the previous build stays in place and in use.
+    the wheelhouse file; for a full disk, the space left under O(root)); the previous build
+    stays in place and in use.
   - O(installer=pip) builds with C(python -m venv) and pip (same flags, C(--require-hashes));
     the role uses it only to install uv itself.
   - Previous complete builds are kept (O(keep)) for processes that still run from them and
@@ -171,6 +172,7 @@ removed:
   type: list
 """
 
+import errno
 import fcntl
 import grp
 import hashlib
@@ -462,6 +464,19 @@ def install_failure(name: str, stdout: str, stderr: str, sources: list[str] | No
     return f"env '{name}': {what}: {detail}"
 
 
+def out_of_space(exc: BaseException) -> bool:
+    """Whether a failed build ran out of disk space (the OS said so, or the installer did)."""
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
+
+
+def no_space_message(name: str, root: str, current: str | None, free_bytes: int) -> str:
+    """The one line for a build that filled the disk (after the partial build was removed)."""
+    now = f"still points at its previous build {os.path.basename(current)}" if current else "does not exist yet"
+    return (f"env '{name}': no space left on the disk of {root} ({free_bytes // 2**20} MB free once the partial "
+            f"build was removed; the new build needs more): the env {now}; free space there or set "
+            "python_envs_root to a larger disk")
+
+
 def check_failures(names: set[str], output: str) -> list[str]:
     """Lines of ``uv pip check`` / ``pip check`` about the lock's own packages (system
     packages are not ours)."""
@@ -706,6 +721,9 @@ class EnvBuilder:
                     remove_tree(build)
                     self.log({"env": self.name, "hash": digest, "result": "failed", "error": str(exc),
                               "seconds": round(time.time() - started, 1), "time": time.time()})
+                    if out_of_space(exc):
+                        raise BuildError(no_space_message(self.name, self.root, before,
+                                                          shutil.disk_usage(self.root).free)) from exc
                     raise
                 self.log({"env": self.name, "hash": digest, "result": "built", "pins": self.p["requirements"].count("=="),
                           "seconds": self.result["seconds"], "time": time.time(), "build": build})
