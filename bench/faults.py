@@ -11,7 +11,8 @@ node-death: on a fresh demo fleet (``scripts/demo down``, ``up``, the wheelhouse
   (not as passed, not missing). Then the node is started again and ``site.yml`` re-run: it
   must converge every node and ``scripts/demo check`` must pass.
 
-disk-full: one Debian 12 node of its own whose /opt/dlstack is a 2.5 GB tmpfs, set up as the
+disk-full: one Debian 12 node of its own whose /opt/dlstack is a 5 GB tmpfs (room for both envs
+  twice: the rebuild keeps the previous builds), set up as the
   demo's GPU nodes are (offline envs from the controller's wheelhouse). The wheelhouse (with
   the Jupyter kernel's wheels too), then site.yml's base and python_envs plays build the envs;
   then a ballast file leaves about 60 MB free and the envs are rebuilt
@@ -44,6 +45,11 @@ PREFIX = os.environ.get("DLSTACK_DEMO_PREFIX", "dlstack-demo-")
 def attempt(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     """Run a command in the repository; its result, failed or not (the faults make commands fail)."""
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def failures(output: str) -> list[str]:
+    """The one-line messages of the tasks that failed (Ansible's "[ERROR]: Task failed: ..." lines)."""
+    return [m.strip() for m in re.findall(r"^\[ERROR\]: Task failed: (?:Module failed: )?(.+)$", output, re.M)]
 
 
 def counters(output: str) -> dict[str, dict[str, int]]:
@@ -100,7 +106,7 @@ def disk_full() -> list[str]:
     key = ROOT / ".cache" / "molecule-ssh" / "id_ed25519"
     remove_containers(name)
     started = attempt(["podman", "run", "-d", "--name", name, "--hostname", name, "--systemd", "always",
-                  "--tmpfs", "/opt/dlstack:rw,size=2500m,mode=0755", "-v", f"{key}.pub:/root/.ssh/authorized_keys:ro",
+                  "--tmpfs", "/opt/dlstack:rw,size=5000m,mode=0755", "-v", f"{key}.pub:/root/.ssh/authorized_keys:ro",
                   "-v", f"{os.environ.get('DLSTACK_CACHE_DIR') or '/var/cache/dlstack'}/apt/debian12:/var/cache/apt/archives:rw",
                   "localhost/dlstack/debian:12-sshd"])
     if started.returncode:
@@ -130,18 +136,18 @@ def disk_full() -> list[str]:
         link_after = attempt(["podman", "exec", name, "readlink", "/opt/dlstack/envs/keras3-tensorflow"]).stdout.strip()
         usable = attempt(["podman", "exec", name, "/opt/dlstack/envs/keras3-tensorflow/bin/python", "-c",
                      "import keras; print(keras.__version__)"])
-        said = [line.strip() for line in (full.stdout + full.stderr).splitlines()
-                if "space" in line.lower() or ("python_envs" in line and "fail" in line.lower())]
+        said = failures(full.stdout + full.stderr)
         attempt(["podman", "exec", name, "rm", "-f", "/opt/dlstack/ballast"])
         again = attempt([*base, "playbooks/python_envs.yml", "-e", "python_envs_jupyter_kernels=true"])
     remove_containers(name)
-    lines += [f"- first build: both envs; {free // 1024} MB left free on the 2.5 GB /opt/dlstack, then a ballast "
+    lines += [f"- first build: both envs; {free // 1024} MB left free on the 5 GB /opt/dlstack, then a ballast "
               f"leaving about 60 MB",
               f"- the rebuild with the disk full: rc {full.returncode}; what it said: " + (" / ".join(said[:4]) or "NOTHING"),
               f"- the env link before and after: {link_before} -> {link_after} "
               f"({'unchanged' if link_before == link_after else 'MOVED'})",
               f"- the previous env still imports Keras: {'yes, ' + usable.stdout.strip() if usable.returncode == 0 else 'NO'}",
-              f"- with the ballast removed, the same run: rc {again.returncode}", ""]
+              f"- with the ballast removed, the same run: rc {again.returncode}"
+              + "".join(f"; {line}" for line in failures(again.stdout + again.stderr)[:2]), ""]
     ok = full.returncode != 0 and link_before == link_after and usable.returncode == 0 and again.returncode == 0 \
         and any("space" in s.lower() for s in said)
     return [*lines, f"Result: {'as expected' if ok else 'NOT as expected'}.", ""]
