@@ -105,9 +105,12 @@ def disk_full() -> list[str]:
     name = "dlstack-faults-disk"
     key = ROOT / ".cache" / "molecule-ssh" / "id_ed25519"
     remove_containers(name)
+    archive = Path(os.environ.get("DLSTACK_CACHE_DIR") or "/var/cache/dlstack") / "apt" / "debian12-faults"
+    archive.mkdir(parents=True, exist_ok=True)
     started = attempt(["podman", "run", "-d", "--name", name, "--hostname", name, "--systemd", "always",
                   "--tmpfs", "/opt/dlstack:rw,size=5000m,mode=0755", "-v", f"{key}.pub:/root/.ssh/authorized_keys:ro",
-                  "-v", f"{os.environ.get('DLSTACK_CACHE_DIR') or '/var/cache/dlstack'}/apt/debian12:/var/cache/apt/archives:rw",
+                  # an APT archive of its own: the suite's nodes share the machine's (and its lock)
+                  "-v", f"{archive}:/var/cache/apt/archives:rw",
                   "localhost/dlstack/debian:12-sshd"])
     if started.returncode:
         return [*lines, f"The node did not start: {started.stderr.strip()}"]
@@ -126,8 +129,9 @@ def disk_full() -> list[str]:
         first = attempt([*base, "playbooks/base.yml", "playbooks/python_envs.yml"]) if shipped.returncode == 0 else shipped
         if first.returncode:
             remove_containers(name)
-            return [*lines, f"The first build failed (rc {first.returncode}); nothing was tried:",
-                    "```", *first.stdout.splitlines()[-20:], "```"]
+            (ROOT / ".cache" / "faults-disk-first.log").write_text(first.stdout + first.stderr)
+            return [*lines, f"The first build failed (rc {first.returncode}); nothing was tried "
+                    "(.cache/faults-disk-first.log): " + (" / ".join(failures(first.stdout + first.stderr)) or "no task failed")]
         link_before = attempt(["podman", "exec", name, "readlink", "/opt/dlstack/envs/keras3-tensorflow"]).stdout.strip()
         free = int(attempt(["podman", "exec", name, "sh", "-c", "df -k --output=avail /opt/dlstack | tail -1"]).stdout.strip())
         ballast = max(0, free - 60 * 1024)
