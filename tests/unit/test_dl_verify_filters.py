@@ -130,7 +130,7 @@ def test_command() -> None:
 def test_filters_are_registered() -> None:
     assert set(dv.FilterModule().filters()) == {
         "dl_verify_command", "dl_verify_expectations", "dl_verify_result", "dl_verify_report_rows",
-        "dl_verify_report_columns", "dl_verify_failures"}
+        "dl_verify_report_columns", "dl_verify_failures", "dl_verify_unverified"}
 
 
 def test_report_rows_say_when_and_whether_reused() -> None:
@@ -140,3 +140,22 @@ def test_report_rows_say_when_and_whether_reused() -> None:
                            "b": {"rc": 0, "node": reused, "users": [{"user": "u", "report": reused}]}})
     assert [(r["verified"], r["reused"]) for r in rows] == [("2026-11-21T10:00:00+00:00", False),
                                                             ("2026-11-21T10:00:00+00:00", True)]
+
+
+def test_nodes_that_left_the_run_are_listed_not_passed() -> None:
+    probes = [{"item": "gpu02", "unreachable": True, "msg": "Failed to connect to the host via ssh: Connection refused"},
+              {"item": "gpu03", "ping": "pong", "changed": False}]
+    left = dv.unverified(probes)
+    assert left == {
+        "gpu02": {"rc": None, "unverified": "unreachable",
+                  "error": "not verified: gpu02 is unreachable (Failed to connect to the host via ssh: Connection refused)"},
+        "gpu03": {"rc": None, "unverified": "failed",
+                  "error": "not verified: gpu03 failed earlier in this run (its error is in the run's output)"}}
+    assert dv.unverified([]) == {}
+    rows = dv.report_rows({"gpu01": {"rc": 0, "node": {"ok": True, "checks": []},
+                                     "users": [{"user": "alice", "report": {"ok": True, "checks": []}}]}, **left})
+    assert [(r["host"], r["user"], r["ok"], r.get("unverified")) for r in rows] == [
+        ("gpu01", "alice", True, None), ("gpu02", "", False, "unreachable"), ("gpu03", "", False, "failed")]
+    assert rows[1]["error"].startswith("not verified: gpu02 is unreachable") and rows[1]["checks"] == {}
+    # a node without a result of this run (a report-only run) still gets no row
+    assert dv.report_rows({"gpu01": {}}) == []

@@ -132,7 +132,9 @@ def report_rows(hosts: Mapping[str, Any]) -> list[dict[str, Any]]:
         the user's), ``checks`` (check id -> {status, reason, summary, required}: the node's
         checks, the same on every row of a host, then the user's), ``verified`` (when the
         user's checks ran), ``reused`` (the stored result, see dl-verify --reuse: the user's,
-        and the node's when there is one) and ``error`` (why there is no report).
+        and the node's when there is one) and ``error`` (why there is no report). A node
+        that left the run before its verification (``dl_verify_unverified``) gets one row,
+        not passed, with ``unverified`` ("unreachable" or "failed").
     """
     rows = []
     for host in sorted(hosts):
@@ -140,6 +142,9 @@ def report_rows(hosts: Mapping[str, Any]) -> list[dict[str, Any]]:
         node = outcome.get("node") or {}
         node_cells = _cells(node.get("checks", []))
         entries = outcome.get("users") or []
+        if outcome.get("unverified"):  # left the run before its verification: listed, not passed
+            rows.append({"host": host, "user": "", "ok": False, "checks": {}, "verified": "", "reused": False,
+                         "error": outcome.get("error") or "not verified", "unverified": outcome["unverified"]})
         if node and not entries:  # a node without users: one row of its own
             rows.append({"host": host, "user": "", "ok": bool(node.get("ok")) and outcome.get("rc") == 0,
                          "checks": node_cells, "verified": node.get("time") or "", "reused": bool(node.get("reused")),
@@ -157,6 +162,25 @@ def report_rows(hosts: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "error": outcome.get("error") or ("" if report else f"no report (exit {outcome.get('rc')})"),
             })
     return rows
+
+
+def unverified(probes: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Outcomes for the nodes that left the run before their verification, from a delegated
+    ping of each (a registered loop's ``results``): unreachable now, or failed earlier.
+
+    Returns:
+        host -> ``{"rc": None, "unverified": "unreachable" | "failed", "error": one line}``.
+    """
+    out = {}
+    for probe in probes:
+        host = str(probe.get("item"))
+        if probe.get("unreachable"):
+            detail = str(probe.get("msg") or "").strip()
+            why, error = "unreachable", f"not verified: {host} is unreachable" + (f" ({detail})" if detail else "")
+        else:
+            why, error = "failed", f"not verified: {host} failed earlier in this run (its error is in the run's output)"
+        out[host] = {"rc": None, "unverified": why, "error": error}
+    return out
 
 
 def report_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -204,6 +228,7 @@ class FilterModule:
             "dl_verify_command": command,
             "dl_verify_result": result,
             "dl_verify_report_rows": report_rows,
+            "dl_verify_unverified": unverified,
             "dl_verify_report_columns": report_columns,
             "dl_verify_failures": failures,
         }
