@@ -77,7 +77,8 @@ def node_death(victim: str = "gpu02") -> list[str]:
     hosts = counters(output)
     report = json.loads((ROOT / "reports" / "dl-verify-results.json").read_text()) if rc != 0 else {}
     rows = (ROOT / "reports" / "dl-verify-report.md").read_text() if (ROOT / "reports" / "dl-verify-report.md").exists() else ""
-    victim_rows = [line for line in rows.splitlines() if line.startswith(f"| {victim} ")]
+    # its table row and its line under "Failures" (which says why)
+    victim_rows = [line for line in rows.splitlines() if line.startswith((f"| {victim} ", f"- **{victim} /"))]
     others_ok = all(v["failed"] == 0 and v["unreachable"] == 0 for h, v in hosts.items() if h != victim)
     lines += [f"- {victim} stopped {killed_at:.0f} s into site.yml, during `{task}`.",
               f"- site.yml ended with rc {rc}; recap: "
