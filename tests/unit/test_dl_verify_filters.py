@@ -152,6 +152,8 @@ def test_nodes_that_left_the_run_are_listed_not_passed() -> None:
         "gpu03": {"rc": None, "unverified": "failed",
                   "error": "not verified: gpu03 failed earlier in this run (its error is in the run's output)"}}
     assert dv.unverified([]) == {}
+    assert dv.unverified([{"item": "n", "unreachable": True, "msg": "ssh: connect to host 127.0.0.1 port 22\n22: refused"}])[
+        "n"]["error"] == "not verified: n is unreachable (ssh: connect to host 127.0.0.1 port 22 22: refused)"
     rows = dv.report_rows({"gpu01": {"rc": 0, "node": {"ok": True, "checks": []},
                                      "users": [{"user": "alice", "report": {"ok": True, "checks": []}}]}, **left})
     assert [(r["host"], r["user"], r["ok"], r.get("unverified")) for r in rows] == [

@@ -175,7 +175,7 @@ def unverified(probes: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
     for probe in probes:
         host = str(probe.get("item"))
         if probe.get("unreachable"):
-            detail = str(probe.get("msg") or "").strip()
+            detail = " ".join(str(probe.get("msg") or "").split())  # one line: ssh's message spans several
             why, error = "unreachable", f"not verified: {host} is unreachable" + (f" ({detail})" if detail else "")
         else:
             why, error = "failed", f"not verified: {host} failed earlier in this run (its error is in the run's output)"
