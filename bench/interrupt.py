@@ -16,7 +16,8 @@ for ``scripts/demo``). Each of the ``--kills`` cycles:
    ``~/.keras/keras.json`` (must parse as JSON) and ``~/.theanorc`` (must parse as INI) and
    checks that each env link under /opt/dlstack/envs points at a complete build (its stamp
    names its own hash): what a user or a job starting at that moment would load;
-3. runs ``site.yml`` in a process group of its own and SIGKILLs the whole group after a delay
+3. runs ``site.yml`` in a process group of its own and SIGKILLs the group and every process
+   of its tree (Ansible's workers run in sessions of their own) after a delay
    drawn from ``random.Random(seed + cycle)`` (uniform over the calibrated length of such a
    run), noting the task that was running;
 4. checks the nodes right after the kill (the same checks as the watcher), then runs
@@ -30,6 +31,7 @@ or after, re-run result, verification). Not part of CI: about 5 minutes a cycle 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -144,6 +146,35 @@ def site(extra: list[str], log: Path, ship: bool = False) -> subprocess.Popen[st
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc), parents first. ansible-playbook's workers
+    call setsid(), so killing the playbook's process group alone leaves them running their
+    task: the kill must take the whole tree."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop(0)
+        tree.append(current)
+        todo += sorted(children.get(current, []))
+    return tree
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid``'s process group and every process of its tree (workers in sessions of their own)."""
+    tree = process_tree(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+
+
 def last_task(log: Path) -> str:
     tasks = re.findall(r"^TASK \[(.*)\]", log.read_text(errors="replace"), re.M)
     return tasks[-1] if tasks else "(before the first task)"
@@ -164,7 +195,7 @@ def run_cycle(index: int, seed: int, length: float, work: Path) -> Cycle:
         task = "(the run ended before the kill)"
     except subprocess.TimeoutExpired:
         task = last_task(log)
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)
         proc.wait()
     after = [f"{h}: {p}" for h in names for p in json.loads(node(h, "python3", "-c", NODE_CHECK, "once") or "[]")]
     for host in names:

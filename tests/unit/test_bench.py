@@ -4,7 +4,11 @@ script keeps its own runner or report heading)."""
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +94,33 @@ def test_whole_numbers() -> None:
 
 def test_recap_is_scripts_check_recap() -> None:
     assert lib.recap("PLAY RECAP ***\ngpu02 : ok=10 changed=3 unreachable=1 failed=0 skipped=2\n") == {"gpu02": (3, 1, 0)}
+
+
+def test_interrupt_kills_the_whole_tree_workers_in_own_sessions_too() -> None:
+    interrupt = load_by_path("interrupt", BENCH / "interrupt.py")
+    # a parent in its own group with a child that calls setsid(), as ansible-playbook's workers do
+    script = ("import os, subprocess, sys, time\n"
+              "subprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); time.sleep(60)'])\n"
+              "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    for _ in range(100):
+        tree = interrupt.process_tree(parent.pid)
+        if len(tree) == 2:
+            break
+        time.sleep(0.05)
+    assert tree[0] == parent.pid and len(tree) == 2
+    child = tree[1]
+    assert os.getsid(child) != os.getpgid(parent.pid)   # the group kill alone would miss it
+    interrupt.kill_tree(parent.pid)
+    parent.wait(timeout=5)
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{child}/stat") as stat:  # killed but not yet reaped by init: a zombie
+            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the worker in its own session survived")
