@@ -9,9 +9,11 @@ The benchmark scripts import it by name: Python puts a script's own folder (benc
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -19,9 +21,15 @@ import time
 from collections.abc import Callable
 from importlib.machinery import SourceFileLoader
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# PATH with the project's toolchain (.venv: ansible-playbook, molecule) first
+TOOLS_PATH = f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"
+# the demo's fleet, or a second one beside it named by scripts/demo's overrides
+DEMO_INVENTORY = os.environ.get("DLSTACK_DEMO_INVENTORY", "inventory/demo")
+DEMO_PREFIX = os.environ.get("DLSTACK_DEMO_PREFIX", "dlstack-demo-")
 
 
 def sh(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -110,14 +118,31 @@ def whole_numbers(low: int, high: int, increasing: bool = False) -> Callable[[st
     return parse
 
 
-def recap(output: str) -> dict[str, tuple[int, int, int]]:
-    """(changed, unreachable, failed) per host of ansible-playbook's last PLAY RECAP, by
-    scripts/check-recap's parser (a script, loaded by its path)."""
+@functools.cache
+def _check_recap() -> ModuleType:
+    """scripts/check-recap (a script, loaded by its path once)."""
     spec = importlib.util.spec_from_loader("check_recap", SourceFileLoader("check_recap", str(ROOT / "scripts" / "check-recap")))
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.recap(output)
+    return module
+
+
+def recap(output: str) -> dict[str, tuple[int, int, int]]:
+    """(changed, unreachable, failed) per host of ansible-playbook's last PLAY RECAP, by
+    scripts/check-recap's parser."""
+    return _check_recap().recap(output)
+
+
+def last_task(log: Path) -> str:
+    """The name of the last task an ansible-playbook log started (what ran when it stopped)."""
+    tasks = re.findall(r"^TASK \[(.*)\]", log.read_text(errors="replace"), re.M)
+    return tasks[-1] if tasks else "(before the first task)"
+
+
+def cache_dir() -> Path:
+    """The machine's cache directory (``DLSTACK_CACHE_DIR``, as scripts/demo and the scenarios read it)."""
+    return Path(os.environ.get("DLSTACK_CACHE_DIR") or "/var/cache/dlstack")
 
 
 def heading(title: str) -> str:

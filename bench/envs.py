@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import ROOT, heading, podman_exec, publish, remove_containers, sh
+from benchlib import ROOT, cache_dir, heading, podman_exec, publish, remove_containers, sh
 
 ROLE = ROOT / "roles" / "python_envs"
 NODE = "envs-bench-node"
@@ -89,7 +89,7 @@ def prepare(work: Path, base: str) -> None:
     node("sh", "-c", "printf '[global]\\ncert = /etc/ssl/certs/ca-certificates.crt\\n' > /etc/pip.conf")
     wheels = work / "wheelhouse"
     wheels.mkdir(exist_ok=True)
-    pygpu = sorted((Path(os.environ.get("DLSTACK_CACHE_DIR", "/var/cache/dlstack")) / "wheelhouse" / "local")
+    pygpu = sorted((cache_dir() / "wheelhouse" / "local")
                    .glob("pygpu-*.whl"))
     if not pygpu:
         sys.exit("bench: no pygpu wheel in the cache's store (run the python_envs scenario or the role once)")

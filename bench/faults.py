@@ -35,11 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import ROOT, heading, publish, recap, remove_containers
-
-# the demo's fleet, or a second one beside it (scripts/demo's overrides name it)
-DEMO = os.environ.get("DLSTACK_DEMO_INVENTORY", "inventory/demo")
-PREFIX = os.environ.get("DLSTACK_DEMO_PREFIX", "dlstack-demo-")
+from benchlib import DEMO_INVENTORY as DEMO
+from benchlib import DEMO_PREFIX as PREFIX
+from benchlib import ROOT, TOOLS_PATH, cache_dir, heading, last_task, publish, recap, remove_containers
 
 
 def attempt(cmd: list[str]) -> subprocess.CompletedProcess[str]:
@@ -70,7 +68,7 @@ def node_death(victim: str = "gpu02") -> list[str]:
         while run.poll() is None and "TASK [python_envs :" not in log.read_text(errors="replace"):
             time.sleep(1)
         killed_at = time.monotonic() - start
-        task = (re.findall(r"^TASK \[(.*)\]", log.read_text(errors="replace"), re.M) or ["?"])[-1]
+        task = last_task(log)
         attempt(["podman", "stop", "-t", "0", f"{PREFIX}{victim}"])
         rc = run.wait()
     output = log.read_text(errors="replace")
@@ -106,7 +104,7 @@ def disk_full() -> list[str]:
     name = "dlstack-faults-disk"
     key = ROOT / ".cache" / "molecule-ssh" / "id_ed25519"
     remove_containers(name)
-    archive = Path(os.environ.get("DLSTACK_CACHE_DIR") or "/var/cache/dlstack") / "apt" / "debian12-faults"
+    archive = cache_dir() / "apt" / "debian12-faults"
     archive.mkdir(parents=True, exist_ok=True)
     started = attempt(["podman", "run", "-d", "--name", name, "--hostname", name, "--systemd", "always",
                   "--tmpfs", "/opt/dlstack:rw,size=5000m,mode=0755", "-v", f"{key}.pub:/root/.ssh/authorized_keys:ro",
@@ -123,7 +121,7 @@ def disk_full() -> list[str]:
                                        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
             "common_extra_ca_certificates": [{"name": "host-bundle", "src": "/etc/ssl/certs/ca-certificates.crt"}],
             "python_envs_offline": True,
-            "python_envs_wheelhouse_build_dir": f"{os.environ.get('DLSTACK_CACHE_DIR') or '/var/cache/dlstack'}/wheelhouse",
+            "python_envs_wheelhouse_build_dir": str(cache_dir() / "wheelhouse"),
         }}}}}}))
         base = ["ansible-playbook", "-i", str(inventory)]
         shipped = attempt([*base, "playbooks/wheelhouse.yml", "-e", "python_envs_jupyter_kernels=true"])
@@ -163,7 +161,7 @@ def main() -> int:
     parser.add_argument("--only", choices=["node-death", "disk-full"])
     parser.add_argument("--out", default="docs/faults.md")
     args = parser.parse_args()
-    os.environ["PATH"] = f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"
+    os.environ["PATH"] = TOOLS_PATH
     lines = ["# Faults on real containers", "", heading("`bench/faults.py`") + ".", ""]
     if args.only in (None, "node-death"):
         lines += node_death()

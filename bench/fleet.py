@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import ROOT, children_cpu, du_bytes, heading, node_cpu, publish, run_logged, whole_numbers
+from benchlib import ROOT, TOOLS_PATH, children_cpu, du_bytes, heading, node_cpu, publish, run_logged, whole_numbers
 
 WORK = ROOT / ".cache" / "bench"
 IMAGE = "localhost/dlstack/debian:12-sshd"
@@ -91,7 +91,7 @@ def bench(size: int, keep: bool) -> Result:
     inv = base / "inventory" / "demo"
     write_inventory(size, inv)
     env = dict(os.environ, DLSTACK_CACHE_DIR=str(cache), DLSTACK_DEMO_INVENTORY=str(inv),
-               PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", ANSIBLE_NOCOLOR="1",
+               PATH=TOOLS_PATH, ANSIBLE_NOCOLOR="1",
                # a fact cache of its own (ansible.cfg keeps facts for an hour): the first converge
                # gathers, the re-runs use the cache, as on a real controller
                ANSIBLE_CACHE_PLUGIN_CONNECTION=str(base / "facts"))

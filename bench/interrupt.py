@@ -35,7 +35,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -43,11 +42,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import ROOT, heading, publish
-
-# the demo's fleet, or a second one beside it (scripts/demo's overrides name it)
-INVENTORY = os.environ.get("DLSTACK_DEMO_INVENTORY", "inventory/demo")
-PREFIX = os.environ.get("DLSTACK_DEMO_PREFIX", "dlstack-demo-")
+from benchlib import DEMO_INVENTORY as INVENTORY
+from benchlib import DEMO_PREFIX as PREFIX
+from benchlib import ROOT, TOOLS_PATH, heading, last_task, publish
 
 # Runs inside a node (python3 of the distribution): one pass of the checks, or a loop that
 # appends each problem to a log until the stop file appears.
@@ -175,11 +172,6 @@ def kill_tree(pid: int) -> None:
             os.kill(member, signal.SIGKILL)
 
 
-def last_task(log: Path) -> str:
-    tasks = re.findall(r"^TASK \[(.*)\]", log.read_text(errors="replace"), re.M)
-    return tasks[-1] if tasks else "(before the first task)"
-
-
 def run_cycle(index: int, seed: int, length: float, work: Path) -> Cycle:
     names = hosts()
     extra = cycle_vars(index)  # the calibration left the fleet at cycle_vars(0): each cycle flips
@@ -217,7 +209,7 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true", help="run scripts/demo first")
     parser.add_argument("--out", default="docs/interrupted-runs.md")
     args = parser.parse_args()
-    os.environ["PATH"] = f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"
+    os.environ["PATH"] = TOOLS_PATH
     work = ROOT / ".cache" / "interrupt"
     work.mkdir(parents=True, exist_ok=True)
     if args.fresh:

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import ROOT, children_cpu, heading, node_cpu, podman_exec, publish, remove_containers, run_logged, whole_numbers
+from benchlib import ROOT, TOOLS_PATH, children_cpu, heading, node_cpu, podman_exec, publish, remove_containers, run_logged, whole_numbers
 
 WORK = ROOT / ".cache" / "bench-users"
 NODE = "unode01"
@@ -178,7 +178,7 @@ def main() -> int:
     args = parser.parse_args()
     counts = args.users
     inv = WORK / "inventory" / "demo"
-    env = dict(os.environ, DLSTACK_DEMO_INVENTORY=str(inv), PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+    env = dict(os.environ, DLSTACK_DEMO_INVENTORY=str(inv), PATH=TOOLS_PATH,
                ANSIBLE_NOCOLOR="1", ANSIBLE_CACHE_PLUGIN_CONNECTION=str(WORK / "facts"))
     WORK.mkdir(parents=True, exist_ok=True)
     had_aptcache = subprocess.run(["podman", "container", "exists", APTCACHE], check=False).returncode == 0

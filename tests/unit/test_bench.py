@@ -124,3 +124,17 @@ def test_interrupt_kills_the_whole_tree_workers_in_own_sessions_too() -> None:
         time.sleep(0.05)
     else:
         raise AssertionError("the worker in its own session survived")
+
+
+def test_last_task_and_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "run.log"
+    log.write_text("PLAY [x] ***\nTASK [common : Install the base packages] ***\nok: [gpu01]\n"
+                   "TASK [python_envs : List the wheelhouse] ***\n")
+    assert lib.last_task(log) == "python_envs : List the wheelhouse"
+    log.write_text("PLAY [x] ***\n")
+    assert lib.last_task(log) == "(before the first task)"
+    monkeypatch.setenv("DLSTACK_CACHE_DIR", str(tmp_path))
+    assert lib.cache_dir() == tmp_path
+    monkeypatch.setenv("DLSTACK_CACHE_DIR", "")  # empty means unset, as in scripts/demo's ${VAR:-default}
+    assert lib.cache_dir() == Path("/var/cache/dlstack")
+    assert lib.TOOLS_PATH.startswith(f"{lib.ROOT / '.venv' / 'bin'}:")
