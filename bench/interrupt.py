@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Kill site.yml at seeded random points on the demo fleet and prove that the next run repairs it.
 
-    bench/interrupt.py [--kills 10] [--seed 1] [--out docs/interrupted-runs.md]
+    bench/interrupt.py [--kills 10] [--seed 1] [--at TASK [--spread 2]] [--out docs/interrupted-runs.md]
 
 Needs the demo fleet (``scripts/demo`` converged it once; ``--fresh`` runs ``scripts/demo``
 first), or a second fleet named by ``DLSTACK_DEMO_PREFIX`` and ``DLSTACK_DEMO_INVENTORY`` (as
@@ -19,7 +19,11 @@ for ``scripts/demo``). Each of the ``--kills`` cycles:
 3. runs ``site.yml`` in a process group of its own and SIGKILLs the group and every process
    of its tree (Ansible's workers run in sessions of their own) after a delay
    drawn from ``random.Random(seed + cycle)`` (uniform over the calibrated length of such a
-   run), noting the task that was running;
+   run), noting the task that was running; with ``--at TASK``, instead a delay drawn from the
+   same generator (uniform over 0 to ``--spread`` seconds) after the run's log first starts a
+   task whose name holds TASK (given more than once, the cycles take the tasks in turn): a
+   short task that random points rarely hit (the users' file writes, the env link switch) is
+   then killed in its work on purpose;
 4. checks the nodes right after the kill (the same checks as the watcher), then runs
    ``site.yml`` again with the same vars: it must succeed, and ``scripts/demo check`` must
    find every user/node verification passed.
@@ -35,6 +39,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -99,6 +104,18 @@ else:
                     f.write(p + "\n")
         time.sleep(0.2)
 """
+
+
+# the task column of a cycle whose run ended (or never reached --at's task) before the kill
+NOT_KILLED = "(not killed"
+
+
+def commit() -> str:
+    """The checkout's commit, with '+changes' when its tracked files differ from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=False).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT, check=False).returncode
+    return head + ("+changes" if dirty else "")
 
 
 @dataclass
@@ -172,23 +189,52 @@ def kill_tree(pid: int) -> None:
             os.kill(member, signal.SIGKILL)
 
 
-def run_cycle(index: int, seed: int, length: float, work: Path) -> Cycle:
+def wait_for_task(log: Path, task: str, proc: subprocess.Popen[str], timeout: float) -> float | None:
+    """Seconds until ``log`` first starts a task whose name holds ``task`` (``TASK [role : name]``),
+    or None when ``proc`` ended or ``timeout`` passed first."""
+    start = time.monotonic()
+    pattern = re.compile(r"^TASK \[[^\]]*" + re.escape(task), re.M)
+    while time.monotonic() - start < timeout:
+        if pattern.search(log.read_text(errors="replace")):
+            return time.monotonic() - start
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.05)
+    return None
+
+
+def kill_point(proc: subprocess.Popen[str], log: Path, rng: random.Random, length: float,
+               at: str | None, spread: float) -> tuple[float, str]:
+    """Kill ``proc``'s tree at this cycle's point; (seconds into the run, task running then)."""
+    start = time.monotonic()
+    if at:
+        seen = wait_for_task(log, at, proc, timeout=4 * length)
+        if seen is None:
+            proc.wait()
+            return round(time.monotonic() - start, 1), f"{NOT_KILLED}: no task matching '{at}' started)"
+        delay = rng.uniform(0, spread)
+    else:
+        delay = rng.uniform(5, length)
+    try:
+        proc.wait(timeout=delay)
+        return round(time.monotonic() - start, 1), f"{NOT_KILLED}: the run ended first)"
+    except subprocess.TimeoutExpired:
+        task = last_task(log)
+        kill_tree(proc.pid)
+        proc.wait()
+        return round(time.monotonic() - start, 1), task
+
+
+def run_cycle(index: int, seed: int, length: float, work: Path, at: str | None = None, spread: float = 2.0) -> Cycle:
     names = hosts()
     extra = cycle_vars(index)  # the calibration left the fleet at cycle_vars(0): each cycle flips
     rng = random.Random(seed)
-    kill_at = round(rng.uniform(5, length), 1)
     for host in names:
         node(host, "rm", "-f", "/var/tmp/interrupt.log", "/var/tmp/interrupt.stop")
         node(host, "python3", "-c", NODE_CHECK, "/var/tmp/interrupt.log", "/var/tmp/interrupt.stop", detach=True)
     log = work / f"cycle{index}-killed.log"
     proc = site(extra, log)
-    try:
-        proc.wait(timeout=kill_at)
-        task = "(the run ended before the kill)"
-    except subprocess.TimeoutExpired:
-        task = last_task(log)
-        kill_tree(proc.pid)
-        proc.wait()
+    kill_at, task = kill_point(proc, log, rng, length, at, spread)
     after = [f"{h}: {p}" for h in names for p in json.loads(node(h, "python3", "-c", NODE_CHECK, "once") or "[]")]
     for host in names:
         node(host, "touch", "/var/tmp/interrupt.stop")
@@ -207,7 +253,13 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fresh", action="store_true", help="run scripts/demo first")
-    parser.add_argument("--out", default="docs/interrupted-runs.md")
+    parser.add_argument("--at", metavar="TASK", action="append", help="kill each run within --spread seconds "
+                        "after a task whose name holds TASK starts; given more than once, the cycles take the "
+                        "tasks in turn (default: at a random point of the whole run)")
+    parser.add_argument("--spread", type=float, default=2.0, help="with --at: the kill's delay is uniform "
+                        "over 0 to this many seconds (default 2)")
+    parser.add_argument("--out", help="the report (default docs/interrupted-runs.md, with --at "
+                        "docs/interrupted-runs-at-tasks.md, under its '## Results' heading when it has one)")
     args = parser.parse_args()
     os.environ["PATH"] = TOOLS_PATH
     work = ROOT / ".cache" / "interrupt"
@@ -229,14 +281,15 @@ def main() -> int:
     print(f"interrupt: one run with rebuilt envs and rewritten files takes {length:.0f} s", flush=True)
     cycles = []
     for index in range(1, args.kills + 1):
-        result = run_cycle(index, args.seed + index, length, work)
+        at = args.at[(index - 1) % len(args.at)] if args.at else None
+        result = run_cycle(index, args.seed + index, length, work, at, args.spread)
         cycles.append(result)
         print(f"interrupt: cycle {index}: seed {result.seed}, killed at {result.kill_at} s in '{result.task}', "
               f"torn during {len(result.during)}, after {len(result.after)}, re-run rc {result.rerun_rc} "
               f"in {result.rerun_seconds:.0f} s; {result.verified}", flush=True)
-    lines = [f"# Interrupted site.yml runs on the demo fleet ({len(cycles)} kills)", "",
-             heading(f"`bench/interrupt.py --kills {args.kills} --seed {args.seed}`")
-             + f"; one uninterrupted run of a cycle: {length:.0f} s.", "",
+    command = f"bench/interrupt.py --kills {args.kills} --seed {args.seed}"
+    command += "".join(f" --at '{at}'" for at in args.at or []) + (f" --spread {args.spread:g}" if args.at else "")
+    lines = [heading(f"`{command}`") + f" (commit {commit()}); one uninterrupted run of a cycle: {length:.0f} s.", "",
              "| cycle | seed | killed at (s) | task running at the kill | torn files/envs seen during | after the kill "
              "| re-run | re-run (s) | verification after the re-run |",
              "|---:|---:|---:|---|---:|---:|---|---:|---|"]
@@ -246,9 +299,13 @@ def main() -> int:
                      f"{c.verified.replace('|', '/')} |")
     torn = [p for c in cycles for p in c.during + c.after]
     lines += ["", "Torn files or envs seen: " + ("none." if not torn else "; ".join(torn))]
+    landed = [c for c in cycles if not c.task.startswith(NOT_KILLED)]
     ok = all(c.rerun_rc == 0 and "passed" in c.verified and not c.during and not c.after for c in cycles)
-    lines += ["", f"Result: {'every kill recovered' if ok else 'NOT every kill recovered'}."]
-    publish("\n".join(lines) + "\n", ROOT / args.out)
+    lines += ["", f"Kills that landed in a running site.yml: {len(landed)} of {len(cycles)}.",
+              "", f"Result: {'every kill recovered' if ok else 'NOT every kill recovered'}."]
+    out = args.out or ("docs/interrupted-runs-at-tasks.md" if args.at else "docs/interrupted-runs.md")
+    publish("\n".join(lines) + "\n", ROOT / out, section="## Results")
+    return 0 if ok and len(landed) == len(cycles) else 1
     return 0 if ok else 1
 
 

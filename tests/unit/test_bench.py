@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ast
 import os
+import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -138,3 +140,42 @@ def test_last_task_and_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("DLSTACK_CACHE_DIR", "")  # empty means unset, as in scripts/demo's ${VAR:-default}
     assert lib.cache_dir() == Path("/var/cache/dlstack")
     assert lib.TOOLS_PATH.startswith(f"{lib.ROOT / '.venv' / 'bin'}:")
+
+
+def _logging_run(log: Path, lines: list[str], then_sleep: float) -> subprocess.Popen[str]:
+    """A stand-in for site.yml: prints ``lines`` into ``log`` a little apart, then sleeps."""
+    script = ("import sys, time\n"
+              f"for line in {lines!r}:\n"
+              "    print(line, flush=True); time.sleep(0.1)\n"
+              f"time.sleep({then_sleep})\n")
+    handle = log.open("w")
+    return subprocess.Popen([sys.executable, "-c", script], stdout=handle, text=True, start_new_session=True)
+
+
+def test_interrupt_kills_within_the_spread_after_the_named_task_starts(tmp_path: Path) -> None:
+    interrupt = load_by_path("interrupt", BENCH / "interrupt.py")
+    log = tmp_path / "run.log"
+    proc = _logging_run(log, ["TASK [python_envs : Build each env] ***", "ok: [gpu01]",
+                              "TASK [dl_user_config : Write ~/.keras/keras.json, as each user] ***"], 60)
+    seconds, task = interrupt.kill_point(proc, log, random.Random(3), 100.0, "Write ~/.keras", 0.3)
+    assert task == "dl_user_config : Write ~/.keras/keras.json, as each user"
+    assert proc.returncode == -signal.SIGKILL and 0.2 <= seconds < 5
+
+
+def test_interrupt_reports_a_run_that_never_reached_the_task_or_ended_first(tmp_path: Path) -> None:
+    interrupt = load_by_path("interrupt", BENCH / "interrupt.py")
+    log = tmp_path / "run.log"
+    proc = _logging_run(log, ["TASK [common : Install the base packages] ***"], 0)
+    seconds, task = interrupt.kill_point(proc, log, random.Random(3), 100.0, "Write ~/.keras", 2.0)
+    assert task == f"{interrupt.NOT_KILLED}: no task matching 'Write ~/.keras' started)" and proc.returncode == 0
+    proc = _logging_run(log, ["TASK [common : Install the base packages] ***"], 0)
+    seconds, task = interrupt.kill_point(proc, log, random.Random(3), 100.0, None, 2.0)
+    assert task == f"{interrupt.NOT_KILLED}: the run ended first)" and seconds < 50
+
+
+def test_interrupt_wait_for_task_matches_task_lines_only(tmp_path: Path) -> None:
+    interrupt = load_by_path("interrupt", BENCH / "interrupt.py")
+    log = tmp_path / "run.log"
+    proc = _logging_run(log, ["ok: [gpu01] => Write ~/.keras in a message", "TASK [x : Other] ***"], 0.5)
+    assert interrupt.wait_for_task(log, "Write ~/.keras", proc, timeout=10) is None
+    assert proc.wait() == 0 and "Write ~/.keras" in log.read_text()
