@@ -134,9 +134,14 @@ def recap(output: str) -> dict[str, tuple[int, int, int]]:
     return _check_recap().recap(output)
 
 
+def started_tasks(text: str) -> list[str]:
+    """The names of the tasks an ansible-playbook log text starts (its ``TASK [name]`` lines), in order."""
+    return re.findall(r"^TASK \[(.*)\]", text, re.M)
+
+
 def last_task(log: Path) -> str:
     """The name of the last task an ansible-playbook log started (what ran when it stopped)."""
-    tasks = re.findall(r"^TASK \[(.*)\]", log.read_text(errors="replace"), re.M)
+    tasks = started_tasks(log.read_text(errors="replace"))
     return tasks[-1] if tasks else "(before the first task)"
 
 
