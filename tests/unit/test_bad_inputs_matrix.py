@@ -109,3 +109,14 @@ def test_judge_a_gpu_stack_case_on_a_node_without_gpu_as_not_run() -> None:
     assert SCRIPT.judge(cuda, [said], "gpu01")[0] == "not run"
     # a case of another role is not excused by the same message
     assert SCRIPT.judge(CASE, [said], "gpu01")[0] == "miss"
+
+
+def test_every_role_of_the_matrix_has_one_run_in_site_order() -> None:
+    """Each role's cases run in exactly one group (one ansible-playbook run limited to the
+    group's preflight tags), the groups in site.yml's order; the GPU stack's roles after the
+    driver's detection, in its group; dl_user_config, which stops its whole play, alone."""
+    flat = [role for group in SCRIPT.RUNS for role in group]
+    assert flat == SCRIPT.ROLES
+    assert ("dl_user_config",) in SCRIPT.RUNS
+    gpu_group = next(group for group in SCRIPT.RUNS if "cuda_toolkit" in group)
+    assert gpu_group[0] == "nvidia_driver" and set(SCRIPT.GPU_ROLES) <= set(gpu_group)
