@@ -140,8 +140,8 @@ def main() -> None:
         mode = int(params["mode"], 8)
     except ValueError:
         module.fail_json(msg=f"dlstack_unpack: mode {params['mode']!r} is not an octal number")
-    uid = _uid(module, params["owner"])
-    gid = _gid(module, params["group"])
+    uid = _id(module, "user", params["owner"])
+    gid = _id(module, "group", params["group"])
     if module.check_mode:
         with tarfile.open(params["archive"], mode="r:") as archive:
             found, bad = members(archive)
@@ -156,19 +156,14 @@ def main() -> None:
     module.exit_json(changed=bool(files), files=files)
 
 
-def _uid(module: AnsibleModule, owner: str) -> int:
+def _id(module: AnsibleModule, kind: str, name: str) -> int:
+    """The numeric id of a user (kind 'user') or group (kind 'group'), given by name or number."""
+    if name.isdigit():
+        return int(name)
     try:
-        return int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
+        return pwd.getpwnam(name).pw_uid if kind == "user" else grp.getgrnam(name).gr_gid
     except KeyError:
-        module.fail_json(msg=f"dlstack_unpack: no user {owner!r}")
-        raise  # not reached: fail_json exits
-
-
-def _gid(module: AnsibleModule, group: str) -> int:
-    try:
-        return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-    except KeyError:
-        module.fail_json(msg=f"dlstack_unpack: no group {group!r}")
+        module.fail_json(msg=f"dlstack_unpack: no {kind} {name!r}")
         raise  # not reached: fail_json exits
 
 

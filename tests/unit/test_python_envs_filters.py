@@ -430,7 +430,7 @@ def test_filters_are_registered_and_wrap_errors() -> None:
     filters = f.FilterModule().filters()
     assert {"python_envs_definition_problems", "python_envs_normalize", "python_envs_requirement_sources",
             "python_envs_plan", "python_envs_wheelhouse_problems", "python_envs_wheelhouse_jobs",
-            "python_envs_wheelhouse_missing",
+            "python_envs_wheelhouse_pending", "python_envs_wheelhouse_unchecked",
             "python_envs_installed", "python_envs_config", "python_envs_wheel_target",
             "python_envs_parse_requirements", "python_envs_lock", "python_envs_interpreter_job",
             "python_envs_interpreter_builders", "python_envs_pins_any", "python_envs_requirement_candidates",
@@ -494,3 +494,29 @@ def test_apt_packages() -> None:
     assert f.apt_packages(plan, *args) == ["python3-venv", "htop"]
     assert f.apt_packages(dict(plan, envs=[theano]), *args) == ["python3-venv", "g++", "libopenblas-dev", "htop"]
     assert f.apt_packages(dict(plan, provided_python=True), *args) == ["python3-venv", "libssl3", "htop"]
+
+
+def test_check_mode_leaves_unchecked_only_the_envs_whose_download_did_not_run() -> None:
+    """On a fresh controller check mode downloads nothing: the jobs whose directory lacks a pin
+    are pending, the offline check skips their envs and names them; the others are checked."""
+    k2 = {"name": "k2", "state": "present", "target": f.wheel_target(PY311),
+          "requirements_text": "six==1.17.0\n", "pins": ["six==1.17.0"]}
+    k3 = {"name": "k3", "state": "present", "target": f.wheel_target(PY311),
+          "requirements_text": "numpy==2.2.6\n", "pins": ["numpy==2.2.6"]}
+    uv = {"name": "uv", "label": "uv (the installer)", "state": "present", "target": f.wheel_target(PY311),
+          "requirements_text": "uv==0.9.0\n", "pins": ["uv==0.9.0"]}
+    jobs = f.wheelhouse_jobs([[k2, k3, uv]])
+    tag = "cp311-x86_64-glibc2.36"
+    store = [f"/s/{tag}/six-1.17.0-py2.py3-none-any.whl", f"/s/{tag}/requirements-x.txt",
+             "/s/cp313-x86_64-glibc2.41/numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl"]
+    pending = f.wheelhouse_pending(jobs, store, "/s")
+    assert sorted(j["envs"][0] for j in pending) == ["k3", "uv"]  # numpy's file is in another directory
+    assert f.wheelhouse_unchecked([k2, k3, uv], pending) == [f"env 'k3' ({tag})", f"uv (the installer) ({tag})"]
+    shipped = ["/w/six-1.17.0-py2.py3-none-any.whl"]
+    assert f.wheelhouse_problems([k2, k3, uv], shipped, "/w", pending=pending) == []
+    # without the pending jobs (a real run, or no wheelhouse.yml in this run) every env is checked
+    assert len(f.wheelhouse_problems([k2, k3, uv], shipped, "/w")) == 2
+    # a complete store: nothing pending, nothing left unchecked
+    full = [*store, f"/s/{tag}/numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl", f"/s/{tag}/uv-0.9.0-py3-none-manylinux_2_17_x86_64.whl"]
+    assert f.wheelhouse_pending(jobs, full, "/s") == []
+    assert f.wheelhouse_unchecked([k2, k3, uv], []) == []

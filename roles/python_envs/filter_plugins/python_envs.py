@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -471,6 +472,22 @@ def envs_config(envs: list[Mapping[str, Any]]) -> dict[str, Any]:
     return {"envs": [{"name": e["name"], "python": e["python"], "backends": list(e["backends"])} for e in envs]}
 
 
+def _job_key(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """What makes a node's download (a ``downloads`` entry) one ``pip download`` job: the
+    interpreter target and the lock."""
+    return (entry["target"]["tag"], entry["requirements_text"])
+
+
+def _pending_keys(jobs: Iterable[Mapping[str, Any]] | None) -> set[tuple[str, str]]:
+    """The ``_job_key`` of each job (``wheelhouse_jobs``)."""
+    return {(job["tag"], job["requirements"]) for job in jobs or []}
+
+
+def _entry_label(entry: Mapping[str, Any]) -> str:
+    """How messages name a download entry: its label (a tool), else the env."""
+    return str(entry.get("label") or f"env '{entry['name']}'")
+
+
 def wheelhouse_jobs(download_lists: Iterable[Any]) -> list[dict[str, Any]]:
     """One ``pip download`` job per distinct (wheel target, lock) over the nodes' downloads.
 
@@ -483,7 +500,7 @@ def wheelhouse_jobs(download_lists: Iterable[Any]) -> list[dict[str, Any]]:
         for entry in entries or []:
             if entry.get("state", "present") != "present" or "target" not in entry:
                 continue
-            key = (entry["target"]["tag"], entry["requirements_text"])
+            key = _job_key(entry)
             job = jobs.setdefault(key, {"tag": entry["target"]["tag"], "target": entry["target"],
                                         "requirements": entry["requirements_text"],
                                         "pins": list(entry.get("pins", [])), "envs": [],
@@ -613,27 +630,53 @@ def wheelhouse_missing(job: Mapping[str, Any], filenames: Iterable[str]) -> list
     return _missing_pins(job["pins"], job["target"], _index_files(filenames))
 
 
+def wheelhouse_pending(jobs: Iterable[Mapping[str, Any]], paths: Iterable[str], store: str) -> list[Mapping[str, Any]]:
+    """The wheelhouse jobs whose directory (``store``/<tag>) lacks a file for one of their pins:
+    the ``pip download`` runs playbooks/wheelhouse.yml makes (none for a complete job, so a
+    re-run does not reach the index at all), and, in check mode, the downloads it leaves out."""
+    by_dir: dict[str, list[str]] = {}
+    for path in paths:
+        by_dir.setdefault(posixpath.dirname(path), []).append(path)
+    return [job for job in jobs
+            if wheelhouse_missing(job, by_dir.get(posixpath.join(store, job["tag"]), []))]
+
+
+def wheelhouse_unchecked(entries: Iterable[Mapping[str, Any]], pending: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The node's envs (and tools) whose download is ``pending`` (check mode did not make it):
+    "env 'NAME' (TAG)" each, in the entries' order."""
+    keys = _pending_keys(pending)
+    if not keys:
+        return []
+    return [f"{_entry_label(entry)} ({entry['target']['tag']})" for entry in entries
+            if entry.get("state", "present") == "present" and "target" in entry and _job_key(entry) in keys]
+
+
 def wheelhouse_problems(entries: list[Mapping[str, Any]], filenames: Iterable[str], wheelhouse: str,
-                        needs_build: Iterable[str] | None = None) -> list[str]:
+                        needs_build: Iterable[str] | None = None,
+                        pending: Iterable[Mapping[str, Any]] | None = None) -> list[str]:
     """Pins of the envs (and tools) to build that have no installable file in the wheelhouse.
 
     ``entries``: the node's ``downloads`` (or planned envs). One message per entry, naming
     the env (or tool), the interpreter's tags and each missing ``name==version``; entries
-    whose name is not in ``needs_build`` (already built) are not checked.
+    whose name is not in ``needs_build`` (already built) are not checked, nor, in check mode,
+    those whose download is ``pending`` (``wheelhouse_pending``: the real run makes it before
+    it ships the files; ``wheelhouse_unchecked`` names them).
     """
     files = _index_files(filenames)
     wanted = None if needs_build is None else set(needs_build)
+    skipped = _pending_keys(pending)
     problems: list[str] = []
     for entry in entries:
         if entry.get("state", "present") != "present" or "target" not in entry:
             continue
         if wanted is not None and entry["name"] not in wanted:
             continue
+        if skipped and _job_key(entry) in skipped:
+            continue
         target = entry["target"]
         missing = _missing_pins(entry["pins"], target, files)
         if missing:
-            label = entry.get("label") or f"env '{entry['name']}'"
-            problems.append(f"{label}: the wheelhouse {wheelhouse} has no file for "
+            problems.append(f"{_entry_label(entry)}: the wheelhouse {wheelhouse} has no file for "
                             f"{', '.join(missing)} usable by {target['abi']} on {target['machine']} "
                             f"(glibc {target['glibc']}); rebuild it with playbooks/wheelhouse.yml")
     return problems
@@ -764,7 +807,8 @@ class FilterModule:
             "python_envs_wheel_target": _checked(wheel_target),
             "python_envs_wheelhouse_problems": _checked(wheelhouse_problems),
             "python_envs_wheelhouse_jobs": _checked(wheelhouse_jobs),
-            "python_envs_wheelhouse_missing": _checked(wheelhouse_missing),
+            "python_envs_wheelhouse_pending": _checked(wheelhouse_pending),
+            "python_envs_wheelhouse_unchecked": _checked(wheelhouse_unchecked),
             "python_envs_installed": _checked(installed),
             "python_envs_config": _checked(envs_config),
             "python_envs_interpreter_job": _checked(interpreter_job),
