@@ -152,6 +152,25 @@ def test_module_writes_the_wheel_once(tmp_path: Path) -> None:
                                            "of http://mirror/libgpuarray3.deb")
 
 
+def test_module_in_check_mode_without_the_packages_says_it_cannot_predict_the_wheel(tmp_path: Path) -> None:
+    """A fresh controller's store: check mode did not download the .deb files; changed, no name."""
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "python3-pygpu.deb").write_bytes(PYGPU_DEB)
+    debs = [{"url": "http://mirror/python3-pygpu.deb", "sha256": hashlib.sha256(PYGPU_DEB).hexdigest()},
+            {"url": "http://mirror/libgpuarray3.deb", "sha256": hashlib.sha256(LIB_DEB).hexdigest()}]
+    module = ROLE / "library" / "python_envs_pygpu_wheel.py"
+    args = {"debs": debs, "sources": str(sources), "dest": str(tmp_path / "local"), "_ansible_check_mode": True}
+    rc, result = run_module(module, tmp_path, args, (WHEEL_UTILS,))
+    assert rc == 0 and result["changed"] and result["blind"] and "name" not in result
+    assert result["msg"] == ("python_envs on controller: check mode cannot predict the pygpu wheel: Debian's "
+                             "libgpuarray3.deb not downloaded yet; the real run downloads them and assembles it")
+    assert not (tmp_path / "local").exists()
+    # outside check mode a missing package is an error, as before
+    rc, result = run_module(module, tmp_path, {**args, "_ansible_check_mode": False}, (WHEEL_UTILS,))
+    assert rc != 0 and "cannot read" in result["msg"]
+
+
 # --- the interpreter package ----------------------------------------------------------------
 
 

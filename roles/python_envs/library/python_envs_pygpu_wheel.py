@@ -74,6 +74,13 @@ size:
   description: Size of the wheel in bytes.
   returned: success
   type: int
+blind:
+  description:
+    - In check mode when a C(.deb) is not in O(sources) yet (the download before this step does
+      not run in check mode) - the wheel cannot be predicted, C(changed) is reported and
+      O(name), O(path), O(sha256) and O(size) are not returned.
+  returned: in check mode, without the packages
+  type: bool
 """
 
 import hashlib
@@ -93,10 +100,18 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    paths = [os.path.join(module.params["sources"], str(deb.get("url", "")).rsplit("/", 1)[-1])
+             for deb in module.params["debs"]]
+    absent = [os.path.basename(path) for path in paths if not os.path.exists(path)]
+    if module.check_mode and absent:
+        # the download before this step does not run in check mode (a fresh controller's store)
+        msg = (f"python_envs on controller: check mode cannot predict the pygpu wheel: Debian's "
+               f"{', '.join(absent)} not downloaded yet; the real run downloads them and assembles it")
+        module.warn(msg)
+        module.exit_json(changed=True, blind=True, msg=msg)
     debs = {}
-    for deb in module.params["debs"]:
+    for deb, path in zip(module.params["debs"], paths, strict=True):
         url, digest = str(deb.get("url", "")), str(deb.get("sha256", ""))
-        path = os.path.join(module.params["sources"], url.rsplit("/", 1)[-1])
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
