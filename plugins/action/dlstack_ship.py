@@ -44,29 +44,29 @@ class ActionModule(ActionBase):
     def run(self, tmp: str | None = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        args = dict(self._task.args)
-        files = args.get("files", {})
-        missing = [key for key in ("dest", "owner", "group", "mode") if not args.get(key)]
-        lines = [f"{key} is required" for key in missing] + problems(files)
-        if lines:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
-            return {**result, "failed": True, "msg": "dlstack_ship: " + "; ".join(lines)}
-        names = sorted(files)
-        if not names or self._task.check_mode:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
-            return {**result, "changed": bool(names), "files": names}
-        local = tempfile.mkdtemp(prefix="dlstack-ship-", dir=C.DEFAULT_LOCAL_TMP)
         try:
-            archive = os.path.join(local, "ship.tar")
-            pack(files, archive)
-            remote = self._connection._shell.join_path(self._connection._shell.tmpdir, "ship.tar")
-            self._transfer_file(archive, remote)
-            self._fixup_perms2((self._connection._shell.tmpdir, remote))
-            result.update(self._execute_module(
-                module_name="dlstack_unpack", task_vars=task_vars,
-                module_args={"archive": remote, "dest": args["dest"], "owner": str(args["owner"]),
-                             "group": str(args["group"]), "mode": str(args["mode"])}))
-            return result
+            args = dict(self._task.args)
+            files = args.get("files", {})
+            missing = [key for key in ("dest", "owner", "group", "mode") if not args.get(key)]
+            lines = [f"{key} is required" for key in missing] + problems(files)
+            if lines:
+                return {**result, "failed": True, "msg": "dlstack_ship: " + "; ".join(lines)}
+            names = sorted(files)
+            if not names or self._task.check_mode:
+                return {**result, "changed": bool(names), "files": names}
+            local = tempfile.mkdtemp(prefix="dlstack-ship-", dir=C.DEFAULT_LOCAL_TMP)
+            try:
+                archive = os.path.join(local, "ship.tar")
+                pack(files, archive)
+                remote = self._connection._shell.join_path(self._connection._shell.tmpdir, "ship.tar")
+                self._transfer_file(archive, remote)
+                self._fixup_perms2((self._connection._shell.tmpdir, remote))
+                result.update(self._execute_module(
+                    module_name="dlstack_unpack", task_vars=task_vars,
+                    module_args={"archive": remote, "dest": args["dest"], "owner": str(args["owner"]),
+                                 "group": str(args["group"]), "mode": str(args["mode"])}))
+                return result
+            finally:
+                shutil.rmtree(local, ignore_errors=True)
         finally:
-            shutil.rmtree(local, ignore_errors=True)
             self._remove_tmp_path(self._connection._shell.tmpdir)
