@@ -105,6 +105,20 @@ def test_role_tags_come_from_the_table_of_contents() -> None:
         assert (REPO / playbook).is_file()
 
 
+def test_the_tag_lanes_hold_every_role_once_in_site_order() -> None:
+    lanes = [role for lane in tags_alone.LANES for role in lane]
+    assert sorted(lanes) == sorted(tags_alone.PLAYBOOKS) and len(lanes) == len(set(lanes))
+    # site.yml's order within each lane: the order of PLAYBOOKS (site.yml's imports)
+    order = list(tags_alone.PLAYBOOKS)
+    for lane in tags_alone.LANES:
+        assert list(lane) == sorted(lane, key=order.index), lane
+
+
+def test_tags_alone_refuses_an_unknown_role(capsys: pytest.CaptureFixture[str]) -> None:
+    assert tags_alone.main(["inventory/demo", "no_such_role"]) == 2
+    assert "unknown role(s) no_such_role" in capsys.readouterr().err
+
+
 def test_the_callback_records_each_result(tmp_path: Path) -> None:
     playbook = tmp_path / "play.yml"
     playbook.write_text("""
