@@ -16,19 +16,49 @@ prepared = plugin_loader.load_by_path("prepared_image", REPO / "scripts" / "prep
 def test_base_config_platforms_are_start_tags() -> None:
     found = prepared.platforms("cuda_toolkit")
     assert found == [
-        prepared.Platform("cuda_toolkit-debian12", "localhost/dlstack/debian:12-sshd.cuda_toolkit-debian12",
-                          "localhost/dlstack/debian:12-sshd"),
-        prepared.Platform("cuda_toolkit-debian13", "localhost/dlstack/debian:13-sshd.cuda_toolkit-debian13",
-                          "localhost/dlstack/debian:13-sshd"),
+        prepared.Platform("cuda_toolkit-debian12", "localhost/dlstack/debian:12-common.cuda_toolkit-debian12",
+                          "localhost/dlstack/debian:12-common"),
+        prepared.Platform("cuda_toolkit-debian13", "localhost/dlstack/debian:13-common.cuda_toolkit-debian13",
+                          "localhost/dlstack/debian:13-common"),
     ]
 
 
 def test_a_scenario_with_its_own_platforms() -> None:
     assert [(p.container, p.base) for p in prepared.platforms("python_envs_offline")] == [
-        ("python_envs_offline-node1", "localhost/dlstack/debian:12-sshd"),
-        ("python_envs_offline-node2", "localhost/dlstack/debian:13-sshd")]
+        ("python_envs_offline-node1", "localhost/dlstack/debian:12-common"),
+        ("python_envs_offline-node2", "localhost/dlstack/debian:13-common")]
+    # the scenarios about a node without the common role start from the bare sshd images
+    for name in ("common", "nvidia_driver_repo"):
+        assert [p.base for p in prepared.platforms(name)] == [
+            "localhost/dlstack/debian:12-sshd", "localhost/dlstack/debian:13-sshd"], name
     # site names its base images directly: it always starts from them
     assert prepared.platforms("site") == []
+
+
+def test_which_bases_are_layers() -> None:
+    layer = prepared.layer_of("localhost/dlstack/debian:12-common")
+    assert layer == prepared.Layer("localhost/dlstack/debian:12-common", "localhost/dlstack/debian:12-sshd",
+                                   "layer-common", "molecule/shared/layer_common.yml")
+    assert (REPO / layer.playbook).is_file()
+    assert prepared.layer_of("localhost/dlstack/debian:12-sshd") is None       # a plain image
+    assert prepared.layer_of("localhost/dlstack/debian:12-other") is None      # no such layer
+    assert prepared.layer_of("localhost/dlstack/debian:12-common.x") is None   # a start tag, not a base
+
+
+def test_layer_container_and_inventory_come_from_the_base_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DLSTACK_CACHE_DIR", "/srv/cache")
+    monkeypatch.delenv("DLSTACK_HOST_CA_BUNDLE", raising=False)
+    layer = prepared.layer_of("localhost/dlstack/debian:13-common")
+    spec = prepared.layer_platform(layer)
+    assert spec["name"] == "layer-common-debian13"
+    assert spec["image"] == "localhost/dlstack/debian:13-common.layer-common-debian13"
+    assert "/srv/cache/apt/debian13:/var/cache/apt/archives:rw" in spec["volumes"]
+    inventory = prepared.layer_inventory(["layer-common-debian12", "layer-common-debian13"])["all"]
+    assert sorted(inventory["hosts"]) == ["layer-common-debian12", "layer-common-debian13"]
+    assert inventory["vars"]["ansible_connection"] == "ssh"
+    assert f"{REPO}/scripts/images/container-ssh %h" in inventory["vars"]["ansible_ssh_common_args"]
+    assert inventory["vars"]["common_extra_ca_certificates"] == [
+        {"name": "molecule-host-bundle", "src": "/etc/ssl/certs/ca-certificates.crt"}]
 
 
 def test_which_prepares_keep_images() -> None:
@@ -81,6 +111,12 @@ def test_key_follows_what_a_prepare_reads(tmp_path: Path, monkeypatch: pytest.Mo
     bundle.write_text("cert")
     monkeypatch.setenv("DLSTACK_HOST_CA_BUNDLE", str(bundle))
     assert prepared.key("x", "base1", tmp_path) != prepared.key("y", "base1", tmp_path)
+    # a layer reads KEY_PATHS and the bundle, no scenario's directory
+    layer = prepared.key(None, "base1", tmp_path)
+    (tmp_path / "molecule" / "x" / "prepare.yml").write_text("p3")
+    assert prepared.key(None, "base1", tmp_path) == layer
+    (tmp_path / "roles" / "common" / "tasks" / "main.yml").write_text("c")
+    assert prepared.key(None, "base1", tmp_path) != layer
 
 
 def test_verdict() -> None:
