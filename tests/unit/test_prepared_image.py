@@ -8,6 +8,7 @@ from pathlib import Path
 
 import plugin_loader
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 prepared = plugin_loader.load_by_path("prepared_image", REPO / "scripts" / "prepared-image")
@@ -129,3 +130,54 @@ def test_verdict() -> None:
     old = dict(record, created=now - (prepared.MAX_AGE_DAYS * 86400 + 1))
     assert prepared.verdict(old, "k", True, now) == f"older than {prepared.MAX_AGE_DAYS} days"
 
+
+
+def test_the_bare_scenarios_platforms_are_the_base_configs_but_for_the_image() -> None:
+    """common and nvidia_driver_repo repeat the base config's platforms to start from -sshd:
+    anything else that differs (a volume, the CA bundle's mount, a group) is drift."""
+    base = prepared.base_config()["platforms"]
+    for name in ("common", "nvidia_driver_repo"):
+        own = yaml.safe_load((REPO / "molecule" / name / "molecule.yml").read_text())["platforms"]
+        strip = [{k: v for k, v in entry.items() if k != "image"} for entry in own]
+        assert strip == [{k: v for k, v in entry.items() if k != "image"} for entry in base], name
+        assert [entry["image"].replace("-sshd.", "-common.") for entry in own] == [e["image"] for e in base], name
+
+
+def _fake_podman(monkeypatch: pytest.MonkeyPatch, images: dict[str, str]) -> list[tuple[str, ...]]:
+    """podman replaced: ``images`` maps an image ref to its ID (absent: no such image); every
+    call is recorded."""
+    calls: list[tuple[str, ...]] = []
+
+    def fake(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        calls.append(args)
+        out = ""
+        if args[:2] == ("image", "inspect"):
+            out = images.get(args[-1], "")
+        elif args[0] == "images":
+            out = "sha256:old1\nsha256:keep\n"
+        return subprocess.CompletedProcess(["podman", *args], 0, out, "")
+
+    monkeypatch.setattr(prepared, "podman", fake)
+    return calls
+
+
+def test_an_old_layer_is_removed_without_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node's own old image goes with its containers (--force); an old layer only when no
+    container runs from it: another scenario's nodes may (podman refuses, a later call retries)."""
+    calls = _fake_podman(monkeypatch, {})
+    prepared.remove_stale("cudnn_archive-debian12", "keep")
+    prepared.remove_stale("layer-common-debian12", "keep", force=False)
+    assert [c for c in calls if c[0] == "rmi"] == [("rmi", "--force", "old1"), ("rmi", "old1")]
+
+
+def test_status_reports_a_missing_base_image_without_stopping(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DLSTACK_CACHE_DIR", str(tmp_path))
+    _fake_podman(monkeypatch, {"localhost/dlstack/debian:13-sshd": "b" * 64})  # 12-sshd missing
+    assert prepared.status(["python_envs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "localhost/dlstack/debian:12-common: no usable layer (its base image localhost/dlstack/debian:12-sshd"
+        " is missing; scripts/setup builds it)",
+        "localhost/dlstack/debian:13-common: no usable layer (none recorded in this cache directory)"]
