@@ -131,7 +131,6 @@ def test_verdict() -> None:
     assert prepared.verdict(old, "k", True, now) == f"older than {prepared.MAX_AGE_DAYS} days"
 
 
-
 def test_the_bare_scenarios_platforms_are_the_base_configs_but_for_the_image() -> None:
     """common and nvidia_driver_repo repeat the base config's platforms to start from -sshd:
     anything else that differs (a volume, the CA bundle's mount, a group) is drift."""
