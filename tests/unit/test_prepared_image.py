@@ -177,6 +177,18 @@ def test_status_reports_a_missing_base_image_without_stopping(monkeypatch: pytes
     assert prepared.status(["python_envs"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
-        "localhost/dlstack/debian:12-common: no usable layer (its base image localhost/dlstack/debian:12-sshd"
+        "localhost/dlstack/debian:12-common: no usable layer (the base image localhost/dlstack/debian:12-sshd"
         " is missing; scripts/setup builds it)",
         "localhost/dlstack/debian:13-common: no usable layer (none recorded in this cache directory)"]
+
+
+@pytest.mark.parametrize(("scenario", "image"), [("common", "localhost/dlstack/debian:12-sshd"),
+                                                 ("python_envs", "localhost/dlstack/debian:12-sshd")])
+def test_select_stops_on_a_missing_base_image_with_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                            scenario: str, image: str) -> None:
+    """A bare scenario's own base image, or the base of the layer a scenario starts from."""
+    monkeypatch.setenv("DLSTACK_CACHE_DIR", str(tmp_path))
+    _fake_podman(monkeypatch, {})  # no image at all
+    with pytest.raises(SystemExit) as stopped:
+        prepared.select(scenario)
+    assert stopped.value.code == f"prepared-image: the base image {image} is missing; scripts/setup builds it"
