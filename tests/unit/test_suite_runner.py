@@ -62,8 +62,10 @@ def tree(tmp_path: Path) -> Path:
 def run_suite(tree: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """Run scripts/test in the tree; its result and the fakes' log lines."""
     log = tree / "fake.log"
+    # the suite's own settings (DLSTACK_DEMO_BESIDE, DLSTACK_SLOW) from the run that runs this test stay out
+    outer = {k: v for k, v in os.environ.items() if not k.startswith("DLSTACK_")}
     done = subprocess.run([str(tree / "scripts" / "test")], cwd=tree, capture_output=True, text=True, timeout=60,
-                          check=False, env={**os.environ, "FAKE_LOG": str(log), "FAKE_DEMO": "ok", **env})
+                          check=False, env={**outer, "FAKE_LOG": str(log), "FAKE_DEMO": "ok", **env})
     return done, log.read_text().splitlines()
 
 
