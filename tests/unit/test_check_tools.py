@@ -114,6 +114,54 @@ def test_the_tag_lanes_hold_every_role_once_in_site_order() -> None:
         assert list(lane) == sorted(lane, key=order.index), lane
 
 
+INCLUDES = ("import_tasks", "include_tasks")
+
+
+def inner_tags(tasks_dir: Path, tasks: list[dict], seen: set[Path]) -> set[str]:
+    """Every tag given inside these tasks (blocks, include's apply, the files they import)."""
+    found: set[str] = set()
+    for task in tasks or []:
+        found |= set(task.get("tags") or [])
+        for key in ("block", "rescue", "always"):
+            found |= inner_tags(tasks_dir, task.get(key) or [], seen)
+        for key, value in task.items():
+            if key.rsplit(".", 1)[-1] not in INCLUDES and key.rsplit(".", 1)[-1] != "include_role":
+                continue
+            if isinstance(value, dict):
+                found |= set((value.get("apply") or {}).get("tags") or [])
+                value = value.get("file")
+            if key.rsplit(".", 1)[-1] in INCLUDES and isinstance(value, str) and "{{" not in value:
+                path = tasks_dir / value
+                assert path.is_file(), path
+                if path not in seen:
+                    seen.add(path)
+                    found |= inner_tags(tasks_dir, yaml.safe_load(path.read_text()), seen)
+    return found
+
+
+@pytest.mark.parametrize("role", sorted(tags_alone.PLAYBOOKS))
+def test_a_tag_selects_whole_parts_of_the_table_of_contents(role: str) -> None:
+    """tags-alone's covered_by holds only if no task inside a part carries a tag its part lacks."""
+    tasks_dir = REPO / "roles" / role / "tasks"
+    for part in yaml.safe_load((tasks_dir / "main.yml").read_text()):
+        own = set(part.get("tags") or [])
+        inner = inner_tags(tasks_dir, [{k: v for k, v in part.items() if k != "tags"}], set())
+        assert inner <= own and not inner & {"always", "never"}, (part.get("name"), sorted(inner - own))
+
+
+def test_a_tag_whose_parts_begin_another_tags_parts_is_covered_by_it() -> None:
+    parts = [{"r", "r_pre", "r_a", "r_b", "r_c"}, {"r", "r_a"}, {"r", "r_b", "r_c"}, {"r", "r_c"}, {"r", "r_d"}]
+    tags = ["r_pre", "r_a", "r_b", "r_c", "r_d"]
+    # r_pre's parts ([0]) begin every other tag's; r_b's ([0, 2]) begin r_c's ([0, 2, 3]); r_a and
+    # r_d run: r_a's [0, 1] begins no other, r_c's [0, 2, 3] neither, r_d's [0, 4] neither
+    assert tags_alone.covered_by(parts, tags) == {"r_pre": "r_c", "r_b": "r_c"}
+    # the same parts: the first tag runs, the second is covered
+    assert tags_alone.covered_by([{"x", "y"}, {"z"}], ["x", "y"]) == {"y": "x"}
+    # a tag whose own parts run after a part it skips is not covered: there they run after other tasks
+    assert tags_alone.covered_by([{"a"}, {"a", "b"}], ["a", "b"]) == {}
+    assert tags_alone.covered_by([{"a", "b"}, {"a"}, {"b"}], ["a", "b"]) == {}
+
+
 def test_tags_alone_refuses_an_unknown_role(capsys: pytest.CaptureFixture[str]) -> None:
     assert tags_alone.main(["inventory/demo", "no_such_role"]) == 2
     assert "unknown role(s) no_such_role" in capsys.readouterr().err
